@@ -1,0 +1,68 @@
+package sqlitestore
+
+// migrations[i] brings the schema from version i to i+1. The version is
+// kept in PRAGMA user_version. Append, never edit: a database in the field
+// has already run the old entries.
+var migrations = []string{
+	// 1: names, sends, events, suppressions.
+	`
+CREATE TABLE names (
+	id   INTEGER PRIMARY KEY,
+	kind INTEGER NOT NULL,          -- 1 scope, 2 stream
+	name TEXT NOT NULL,
+	UNIQUE (kind, name)
+);
+-- The scope of entries that apply to every scope exists from the start,
+-- so a lookup never has to ask for it again.
+INSERT INTO names (kind, name) VALUES (1, '*');
+
+-- One row per delivered copy; id is the token's random send id.
+CREATE TABLE sends (
+	id        INTEGER PRIMARY KEY,
+	scope_id  INTEGER NOT NULL REFERENCES names(id),
+	stream_id INTEGER NOT NULL REFERENCES names(id),
+	recipient TEXT NOT NULL,
+	queue_id  TEXT NOT NULL DEFAULT '',
+	at        INTEGER NOT NULL      -- unix seconds
+);
+CREATE INDEX sends_queue_id ON sends (queue_id) WHERE queue_id != '';
+CREATE INDEX sends_recipient ON sends (scope_id, recipient, at);
+
+-- History: never updated, never deleted.
+CREATE TABLE events (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	at            INTEGER NOT NULL,
+	type          TEXT NOT NULL,
+	scope_id      INTEGER REFERENCES names(id),
+	stream_id     INTEGER REFERENCES names(id),
+	address       TEXT NOT NULL DEFAULT '',
+	send_id       INTEGER,          -- no foreign key: sends may be purged, history stays
+	reason        TEXT NOT NULL DEFAULT '',
+	hard          INTEGER NOT NULL DEFAULT 0,
+	status        TEXT NOT NULL DEFAULT '',
+	reply_code    TEXT NOT NULL DEFAULT '',
+	diagnostic    TEXT NOT NULL DEFAULT '',
+	feedback_type TEXT NOT NULL DEFAULT '',
+	reporting_mta TEXT NOT NULL DEFAULT '',
+	source        TEXT NOT NULL DEFAULT '',
+	key           TEXT UNIQUE       -- idempotency key, NULL for none
+);
+CREATE INDEX events_address ON events (address);
+CREATE INDEX events_send_id ON events (send_id) WHERE send_id IS NOT NULL;
+CREATE INDEX events_at ON events (at);
+
+-- The suppression list. stream_id 0 means every stream of the scope.
+CREATE TABLE suppressions (
+	scope_id  INTEGER NOT NULL REFERENCES names(id),
+	address   TEXT NOT NULL,
+	stream_id INTEGER NOT NULL,
+	reason    TEXT NOT NULL,
+	created   INTEGER NOT NULL,
+	expires   INTEGER,              -- NULL: never
+	times     INTEGER NOT NULL DEFAULT 1,
+	event_id  INTEGER NOT NULL REFERENCES events(id),
+	PRIMARY KEY (scope_id, address, stream_id)
+) WITHOUT ROWID;
+CREATE INDEX suppressions_created ON suppressions (created);
+`,
+}

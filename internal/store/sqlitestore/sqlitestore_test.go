@@ -1,0 +1,257 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/senderkit/senderkit/internal/store"
+	"github.com/senderkit/senderkit/internal/store/storetest"
+)
+
+func open(t testing.TB, path string, o Options) *DB {
+	t.Helper()
+	d, err := Open(context.Background(), path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestSuite(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	})
+}
+
+func TestPragmas(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	defer d.Close()
+	for _, c := range []struct{ pragma, want string }{
+		{"journal_mode", "wal"},
+		{"foreign_keys", "1"},
+		{"synchronous", "2"}, // FULL
+		{"busy_timeout", "5000"},
+		{"user_version", strconv.Itoa(len(migrations))},
+	} {
+		var got string
+		if err := d.w.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+	}
+	if _, err := d.r.Exec("DELETE FROM names"); err == nil {
+		t.Error("the read pool accepted a write")
+	}
+}
+
+func TestReopenAndNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	d := open(t, path, Options{})
+	ctx := context.Background()
+	id, _ := d.ID(ctx, store.ScopeName, "acme")
+	d.Close()
+	d = open(t, path, Options{}) // migrations are not re-run
+	if got, _ := d.ID(ctx, store.ScopeName, "acme"); got != id {
+		t.Errorf("id changed across reopen: %d -> %d", id, got)
+	}
+	d.w.Exec("PRAGMA user_version = 99")
+	d.Close()
+	_, err := Open(ctx, path, Options{})
+	if err == nil || !strings.Contains(err.Error(), "schema version 99") {
+		t.Errorf("opening a newer schema: %v", err)
+	}
+	if _, err := Open(ctx, filepath.Join(t.TempDir(), "missing", "s.db"), Options{}); err == nil {
+		t.Error("opened a store in a missing directory")
+	}
+	if _, err := Open(ctx, path, Options{Synchronous: "sometimes"}); err == nil {
+		t.Error("accepted synchronous=sometimes")
+	}
+}
+
+// holdLock takes the write lock on path from a separate connection and
+// returns a function that releases it.
+func holdLock(t *testing.T, path string) func() {
+	t.Helper()
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetMaxOpenConns(1)
+	if _, err := raw.Exec("BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		raw.Exec("COMMIT")
+		raw.Close()
+	}
+}
+
+func TestBusyTimeout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	d := open(t, path, Options{BusyTimeout: 300 * time.Millisecond})
+	defer d.Close()
+	ctx := context.Background()
+	ev := store.Event{At: time.Now(), Type: store.Suppressed, Scope: "acme", Address: "a@example.com", Source: "test"}
+	ch := store.Change{Op: store.Suppress, Scope: "acme", Address: "a@example.com", Reason: store.Manual}
+
+	// A lock that outlives the timeout: ErrBusy, and nothing written.
+	release := holdLock(t, path)
+	start := time.Now()
+	_, err := d.Record(ctx, ev, ch)
+	waited := time.Since(start)
+	release()
+	if !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("Record under a held lock: %v, want ErrBusy", err)
+	}
+	if waited < 300*time.Millisecond {
+		t.Errorf("gave up after %v, before the 300ms timeout", waited)
+	}
+	if _, ok, _ := d.Lookup(ctx, store.Query{Scope: "acme", Address: "a@example.com", At: time.Now()}); ok {
+		t.Error("the failed write left an entry")
+	}
+
+	// A lock released within the timeout: the write just waits.
+	release = holdLock(t, path)
+	time.AfterFunc(100*time.Millisecond, release)
+	if _, err := d.Record(ctx, ev, ch); err != nil {
+		t.Fatalf("Record under a lock released in time: %v", err)
+	}
+	if _, ok, _ := d.Lookup(ctx, store.Query{Scope: "acme", Address: "a@example.com", At: time.Now()}); !ok {
+		t.Error("the write that waited is missing")
+	}
+}
+
+// The concurrency test runs the test binary again as writer processes.
+const writerEnv = "SENDERKIT_STORETEST_WRITER"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(writerEnv); spec != "" {
+		if err := writer(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "writer:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// writer records n events from process p, each suppressing an address:
+// a third on addresses every process shares (row contention), the rest
+// on the process's own.
+func writer(spec string) error {
+	var path string
+	var p, n int
+	if _, err := fmt.Sscanf(spec, "%d %d %s", &p, &n, &path); err != nil {
+		return fmt.Errorf("bad spec %q: %v", spec, err)
+	}
+	ctx := context.Background()
+	d, err := Open(ctx, path, Options{BusyTimeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for i := range n {
+		a := fmt.Sprintf("p%d-%d@example.com", p, i)
+		if i%3 == 0 {
+			a = fmt.Sprintf("shared-%d@example.com", i%50)
+		}
+		ev := store.Event{At: time.Now(), Type: store.Bounced, Scope: fmt.Sprint("scope-", i%4), Address: a,
+			Source: "writer", Key: fmt.Sprintf("p%d-%d", p, i)}
+		ch := store.Change{Op: store.Suppress, Scope: ev.Scope, Address: a, Reason: store.SoftBounce, TTL: time.Hour}
+		if _, err := d.Record(ctx, ev, ch); err != nil {
+			return fmt.Errorf("process %d write %d: %w", p, i, err)
+		}
+	}
+	return nil
+}
+
+// TestConcurrentProcesses: 8 processes x 1,000 writes into one file while
+// readers query it; every write must be present exactly once.
+func TestConcurrentProcesses(t *testing.T) {
+	const procs, writes = 8, 1000
+	path := filepath.Join(t.TempDir(), "s.db")
+	d := open(t, path, Options{})
+	defer d.Close()
+	ctx := context.Background()
+
+	stop := make(chan struct{})
+	var reads atomic.Int64
+	var wg sync.WaitGroup
+	for r := range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				q := store.Query{Scope: "scope-1", Address: fmt.Sprintf("shared-%d@example.com", r), At: time.Now()}
+				if _, _, err := d.Lookup(ctx, q); err != nil {
+					t.Errorf("reader: %v", err)
+					return
+				}
+				if err := d.Events(ctx, store.EventFilter{Address: q.Address}, func(store.Event) error { return nil }); err != nil {
+					t.Errorf("reader: %v", err)
+					return
+				}
+				reads.Add(1)
+			}
+		})
+	}
+
+	start := time.Now()
+	cmds := make([]*exec.Cmd, procs)
+	for p := range procs {
+		cmds[p] = exec.Command(os.Args[0], "-test.run=^$")
+		cmds[p].Env = append(os.Environ(), fmt.Sprintf("%s=%d %d %s", writerEnv, p, writes, path))
+		cmds[p].Stderr = os.Stderr
+		if err := cmds[p].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Errorf("writer process %d: %v", p, err)
+		}
+	}
+	elapsed := time.Since(start)
+	close(stop)
+	wg.Wait()
+
+	var total, distinct, dups int
+	d.r.QueryRow("SELECT count(*), count(DISTINCT key) FROM events").Scan(&total, &distinct)
+	d.r.QueryRow("SELECT count(*) FROM (SELECT key FROM events GROUP BY key HAVING count(*) > 1)").Scan(&dups)
+	if total != procs*writes || distinct != procs*writes || dups != 0 {
+		t.Errorf("events: %d rows, %d distinct keys, %d duplicated keys; want %d, %d, 0", total, distinct, dups, procs*writes, procs*writes)
+	}
+	for p := range procs {
+		for i := range writes {
+			var n int
+			d.r.QueryRow("SELECT count(*) FROM events WHERE key = ?", fmt.Sprintf("p%d-%d", p, i)).Scan(&n)
+			if n != 1 {
+				t.Fatalf("write p%d-%d present %d times", p, i, n)
+			}
+		}
+	}
+	// Every suppression points at an event that exists.
+	var orphans int
+	d.r.QueryRow("SELECT count(*) FROM suppressions s LEFT JOIN events e ON e.id = s.event_id WHERE e.id IS NULL").Scan(&orphans)
+	if orphans != 0 {
+		t.Errorf("%d suppressions without their event", orphans)
+	}
+	t.Logf("concurrency: %d processes x %d writes = %d events in %v (%.0f writes/s), %d reader queries meanwhile, 0 lost, 0 duplicated",
+		procs, writes, total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), reads.Load())
+}

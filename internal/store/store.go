@@ -1,0 +1,253 @@
+// Package store defines the state senderkit keeps (sends, events and the
+// suppression list) and the interface every storage backend implements.
+//
+// The plug-ins (milter, policy server, bounce pipe, unsubscribe endpoint)
+// and the CLI only ever see Store. The embedded backend is SQLite
+// (package sqlitestore); a shared backend for a fleet of relays can be
+// added behind the same interface, and package storetest holds the suite
+// every backend must pass.
+//
+// Every change to the suppression list goes through Record, which appends
+// an event and applies its effect in one transaction: the list can always
+// explain itself, and history is never erased.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors shared by all backends; test with errors.Is.
+var (
+	// ErrNotFound: no such send, name or suppression.
+	ErrNotFound = errors.New("store: not found")
+	// ErrDuplicate: an event with the same key was recorded before, or
+	// a send id is already taken. Nothing was changed.
+	ErrDuplicate = errors.New("store: duplicate")
+	// ErrBusy: the store stayed locked by another writer for longer than
+	// the configured timeout. The caller should retry later (milter:
+	// tempfail, bounce pipe: exit 75).
+	ErrBusy = errors.New("store: busy")
+	// ErrInvalid: the caller passed something the store cannot keep.
+	ErrInvalid = errors.New("store: invalid argument")
+)
+
+// AllScopes is the scope of a suppression that applies to every scope
+// (an administrator's "never mail this address, whoever sends").
+const AllScopes = "*"
+
+// NameKind tells scope names from stream names when interning.
+type NameKind int
+
+// Name kinds.
+const (
+	ScopeName  NameKind = 1
+	StreamName NameKind = 2
+)
+
+func (k NameKind) String() string {
+	switch k {
+	case ScopeName:
+		return "scope"
+	case StreamName:
+		return "stream"
+	}
+	return fmt.Sprintf("NameKind(%d)", int(k))
+}
+
+// Send is one delivered copy, as named by a token.
+type Send struct {
+	ID        uint64 // the token's send id
+	Scope     string
+	Stream    string
+	Recipient string // normalised
+	QueueID   string // Postfix queue ID of the copy
+	At        time.Time
+}
+
+// EventType says what happened.
+type EventType string
+
+// Event types.
+const (
+	Delivered     EventType = "delivered"      // status=sent in Postfix's log
+	Deferred      EventType = "deferred"       // status=deferred, or a delayed DSN
+	Bounced       EventType = "bounced"        // a DSN or log line saying the copy failed
+	Complaint     EventType = "complaint"      // an ARF report
+	Unsubscribed  EventType = "unsubscribe"    // one-click POST or mail to the mailto address
+	Resubscribed  EventType = "resubscribe"    // the undo link
+	AutoReply     EventType = "auto-reply"     // vacation, challenge-response
+	SenderProblem EventType = "sender-problem" // a bounce blaming us (blocklist, policy)
+	Suppressed    EventType = "suppressed"     // an administrator added an entry
+	Unsuppressed  EventType = "unsuppressed"   // an administrator removed an entry
+	Imported      EventType = "imported"       // an entry came from a CSV import
+	Expired       EventType = "expired"        // a lapsing entry lapsed (recorded on relisting)
+	Unattributed  EventType = "unattributed"   // a report whose token did not verify
+)
+
+// Event is one row of history, with its evidence.
+type Event struct {
+	ID           int64
+	At           time.Time
+	Type         EventType
+	Scope        string // "" when not attributed to a scope
+	Stream       string
+	Address      string // normalised recipient, or a "*@domain" pattern
+	SendID       uint64 // 0 when not attributed to a send
+	Reason       string // classifier reason (Sisimai names) or suppression reason
+	Hard         bool   // a permanent failure
+	Status       string // RFC 3463 enhanced status code, "5.1.1"
+	ReplyCode    string // SMTP reply code, "550"
+	Diagnostic   string // the remote's text, or a note
+	FeedbackType string // ARF Feedback-Type (RFC 5965 §3.1)
+	ReportingMTA string
+	Source       string // which path: "bouncepipe", "log", "http", "cli", a feedback loop's name
+	// Key makes recording idempotent: a second event with the same
+	// non-empty Key is refused with ErrDuplicate and changes nothing.
+	Key string
+}
+
+// Reason is why an address is suppressed.
+type Reason string
+
+// Suppression reasons.
+const (
+	HardBounce  Reason = "hard-bounce"
+	SoftBounce  Reason = "soft-bounce"
+	Complained  Reason = "complaint"
+	Unsubscribe Reason = "unsubscribe"
+	Manual      Reason = "manual"
+)
+
+// Reasons lists the valid reasons.
+var Reasons = []Reason{HardBounce, SoftBounce, Complained, Unsubscribe, Manual}
+
+// Valid reports whether r is one of Reasons.
+func (r Reason) Valid() bool {
+	for _, v := range Reasons {
+		if r == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Suppression is one entry of the suppression list.
+type Suppression struct {
+	Scope   string // a scope name, or AllScopes
+	Stream  string // "" for every stream of the scope
+	Address string // normalised address, or "*@domain"
+	Reason  Reason
+	Created time.Time // when the current listing began
+	Expires time.Time // zero: never
+	Times   int       // how many times the entry was listed (relisting doubles the TTL)
+	EventID int64     // the event that caused the current listing
+	// Cause is the event EventID names; filled by Suppressions, not by Lookup.
+	Cause *Event
+}
+
+// Active reports whether s is in force at t.
+func (s Suppression) Active(t time.Time) bool { return s.Expires.IsZero() || t.Before(s.Expires) }
+
+// Op is what a Change does to the suppression list.
+type Op int
+
+// Ops.
+const (
+	NoOp Op = iota
+	Suppress
+	Unsuppress
+)
+
+// Change is the effect an event has on the suppression list.
+type Change struct {
+	Op      Op
+	Scope   string // AllScopes allowed
+	Stream  string // "" for every stream
+	Address string // normalised address or "*@domain"
+	Reason  Reason // for Suppress
+	// TTL makes a Suppress lapse after this long (0: never). An entry
+	// that lapsed and is listed again gets twice its previous TTL, up to
+	// MaxTTL.
+	TTL    time.Duration
+	MaxTTL time.Duration
+}
+
+// Result tells what Record did.
+type Result struct {
+	EventID int64
+	// Changed is false when the change had no effect: the entry was
+	// already there (a permanent entry is never weakened) or was absent.
+	Changed bool
+	// Entry is the suppression after the change (zero after Unsuppress).
+	Entry Suppression
+}
+
+// Query asks whether a recipient is suppressed.
+type Query struct {
+	Scope   string
+	Stream  string // "" when unknown: only whole-scope entries match
+	Address string // normalised
+	At      time.Time
+}
+
+// Filter selects suppressions to list.
+type Filter struct {
+	Scope   string    // "" for all
+	Reason  Reason    // "" for all
+	Since   time.Time // listed at or after
+	Address string    // exact address or pattern, "" for all
+	// Lapsed includes entries whose expiry has passed (at At).
+	Lapsed bool
+	At     time.Time
+}
+
+// EventFilter selects events.
+type EventFilter struct {
+	Scope   string // "" for all
+	Address string // "" for all; an address also matches its domain pattern
+	SendID  uint64
+	Types   []EventType
+	Since   time.Time
+	Until   time.Time // exclusive; zero for no bound
+}
+
+// Store is what the plug-ins and the CLI need from persistent state.
+// Implementations are safe for concurrent use, and writes from several
+// processes (serve and many bounce pipes) are serialised without loss.
+type Store interface {
+	// ID returns the number that stands for a scope or stream name in
+	// tokens, creating it on first use. Ids are never reused.
+	ID(ctx context.Context, kind NameKind, name string) (uint32, error)
+	// Name is the inverse of ID.
+	Name(ctx context.Context, kind NameKind, id uint32) (string, error)
+
+	// AddSend records a delivered copy. A taken id gives ErrDuplicate.
+	AddSend(ctx context.Context, s Send) error
+	// Send returns the copy with the given id.
+	Send(ctx context.Context, id uint64) (Send, error)
+	// SendsByQueueID returns the copies Postfix queued under qid.
+	SendsByQueueID(ctx context.Context, qid string) ([]Send, error)
+
+	// Record appends ev (ev.ID and the returned EventID are set) and
+	// applies ch, in one transaction.
+	Record(ctx context.Context, ev Event, ch Change) (Result, error)
+	// Import adds suppressions in one transaction, each with an Imported
+	// event carrying its Cause's Source and Diagnostic. An address that is
+	// already listed keeps its entry. It returns how many were added.
+	Import(ctx context.Context, entries []Suppression, at time.Time) (int, error)
+
+	// Lookup returns the entry in force that covers q, considering the
+	// scope and AllScopes, the stream and all streams, the address and
+	// its domain pattern.
+	Lookup(ctx context.Context, q Query) (Suppression, bool, error)
+	// Suppressions calls fn for each matching entry, Cause filled, in
+	// (scope, address, stream) order.
+	Suppressions(ctx context.Context, f Filter, fn func(Suppression) error) error
+	// Events calls fn for each matching event in the order recorded.
+	Events(ctx context.Context, f EventFilter, fn func(Event) error) error
+
+	Close() error
+}

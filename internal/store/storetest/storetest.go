@@ -1,0 +1,407 @@
+// Package storetest is the test suite every store.Store backend must
+// pass. A backend's test calls Run with a function that opens a fresh,
+// empty store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/senderkit/senderkit/internal/store"
+)
+
+// Opener returns a fresh, empty store; Run closes it.
+type Opener func(t *testing.T) store.Store
+
+// Run runs the whole suite.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		f    func(*testing.T, store.Store)
+	}{
+		{"Names", testNames},
+		{"Sends", testSends},
+		{"EventKeyIsIdempotent", testEventKey},
+		{"SuppressAndLookup", testSuppressLookup},
+		{"ScopesAreIsolated", testScopes},
+		{"Streams", testStreams},
+		{"PermanentIsNeverWeakened", testPermanent},
+		{"LapseAndRelist", testRelist},
+		{"UnsuppressKeepsHistory", testUnsuppress},
+		{"Import", testImport},
+		{"Invalid", testInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			defer s.Close()
+			tc.f(t, s)
+		})
+	}
+}
+
+var (
+	ctx = context.Background()
+	t0  = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+)
+
+// get turns a (value, error) pair into a function that fails the test on
+// error: get(s.ID(...))(t).
+func get[T any](v T, err error) func(t *testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func noErr(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testNames(t *testing.T, s store.Store) {
+	a := get(s.ID(ctx, store.ScopeName, "acme"))(t)
+	b := get(s.ID(ctx, store.ScopeName, "globex"))(t)
+	if a == b || a == 0 || b == 0 {
+		t.Fatalf("ids acme=%d globex=%d: want distinct and non-zero", a, b)
+	}
+	if again := get(s.ID(ctx, store.ScopeName, "acme"))(t); again != a {
+		t.Errorf("acme got id %d, then %d", a, again)
+	}
+	st := get(s.ID(ctx, store.StreamName, "acme"))(t)
+	if st == a {
+		t.Errorf("stream and scope named acme share id %d", a)
+	}
+	if n := get(s.Name(ctx, store.ScopeName, b))(t); n != "globex" {
+		t.Errorf("Name(%d) = %q", b, n)
+	}
+	if _, err := s.Name(ctx, store.ScopeName, 999999); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Name of unknown id: %v", err)
+	}
+	if _, err := s.ID(ctx, store.ScopeName, ""); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("ID(\"\"): %v", err)
+	}
+}
+
+func testSends(t *testing.T, s store.Store) {
+	in := store.Send{ID: 1<<62 + 5, Scope: "acme", Stream: "news", Recipient: "bob@example.com", QueueID: "4XyZ1", At: t0}
+	if err := s.AddSend(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSend(ctx, in); !errors.Is(err, store.ErrDuplicate) {
+		t.Errorf("second AddSend with the same id: %v, want ErrDuplicate", err)
+	}
+	in2 := in
+	in2.ID, in2.Recipient = 7, "carol@example.com"
+	noErr(t, s.AddSend(ctx, in2))
+	got := get(s.Send(ctx, in.ID))(t)
+	if got != in {
+		t.Errorf("Send = %+v, want %+v", got, in)
+	}
+	qs := get(s.SendsByQueueID(ctx, "4XyZ1"))(t)
+	if len(qs) != 2 || qs[0].ID != 7 || qs[1].ID != in.ID {
+		t.Errorf("SendsByQueueID = %+v", qs)
+	}
+	if _, err := s.Send(ctx, 12345); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Send(unknown): %v", err)
+	}
+}
+
+func bounce(addr, key string, at time.Time) store.Event {
+	return store.Event{At: at, Type: store.Bounced, Scope: "acme", Address: addr, Reason: "userunknown",
+		Hard: true, Status: "5.1.1", ReplyCode: "550", Diagnostic: "user unknown", Source: "bouncepipe", Key: key}
+}
+
+func hardChange(addr string) store.Change {
+	return store.Change{Op: store.Suppress, Scope: "acme", Address: addr, Reason: store.HardBounce}
+}
+
+func testEventKey(t *testing.T, s store.Store) {
+	r1 := get(s.Record(ctx, bounce("bob@example.com", "msg-1/bob", t0), hardChange("bob@example.com")))(t)
+	if !r1.Changed || r1.EventID == 0 {
+		t.Fatalf("first record: %+v", r1)
+	}
+	_, err := s.Record(ctx, bounce("bob@example.com", "msg-1/bob", t0.Add(time.Hour)), hardChange("bob@example.com"))
+	if !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("same key again: %v, want ErrDuplicate", err)
+	}
+	n := countEvents(t, s, store.EventFilter{Address: "bob@example.com"})
+	if n != 1 {
+		t.Errorf("%d events after a duplicate, want 1", n)
+	}
+	// Events without a key are never deduplicated.
+	for range 2 {
+		get(s.Record(ctx, bounce("bob@example.com", "", t0), store.Change{}))(t)
+	}
+	if n := countEvents(t, s, store.EventFilter{Address: "bob@example.com"}); n != 3 {
+		t.Errorf("%d events, want 3", n)
+	}
+}
+
+func countEvents(t *testing.T, s store.Store, f store.EventFilter) int {
+	t.Helper()
+	n := 0
+	noErr(t, s.Events(ctx, f, func(store.Event) error { n++; return nil }))
+	return n
+}
+
+func lookup(t *testing.T, s store.Store, scope, stream, addr string, at time.Time) (store.Suppression, bool) {
+	t.Helper()
+	e, ok, err := s.Lookup(ctx, store.Query{Scope: scope, Stream: stream, Address: addr, At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, ok
+}
+
+func testSuppressLookup(t *testing.T, s store.Store) {
+	if _, ok := lookup(t, s, "acme", "", "bob@example.com", t0); ok {
+		t.Fatal("empty store: bob suppressed")
+	}
+	ev := bounce("bob@example.com", "k1", t0)
+	r := get(s.Record(ctx, ev, hardChange("bob@example.com")))(t)
+	e, ok := lookup(t, s, "acme", "news", "bob@example.com", t0.Add(time.Minute))
+	if !ok {
+		t.Fatal("bob not suppressed after a hard bounce")
+	}
+	if e.Reason != store.HardBounce || !e.Created.Equal(t0) || !e.Expires.IsZero() || e.EventID != r.EventID || e.Scope != "acme" {
+		t.Errorf("entry = %+v", e)
+	}
+	if _, ok := lookup(t, s, "acme", "", "carol@example.com", t0); ok {
+		t.Error("carol suppressed")
+	}
+	// The evidence is kept and listed with the entry.
+	var got []store.Suppression
+	noErr(t, s.Suppressions(ctx, store.Filter{At: t0}, func(e store.Suppression) error { got = append(got, e); return nil }))
+	if len(got) != 1 || got[0].Cause == nil {
+		t.Fatalf("Suppressions = %+v", got)
+	}
+	c := *got[0].Cause
+	c.ID = 0
+	if c != ev {
+		t.Errorf("cause = %+v\nwant    %+v", c, ev)
+	}
+	// A domain-wide entry covers every address of the domain.
+	get(s.Record(ctx, store.Event{At: t0, Type: store.Suppressed, Scope: "acme", Address: "*@spamtrap.example", Source: "cli"},
+		store.Change{Op: store.Suppress, Scope: "acme", Address: "*@spamtrap.example", Reason: store.Manual}))(t)
+	if e, ok := lookup(t, s, "acme", "", "anyone@spamtrap.example", t0); !ok || e.Address != "*@spamtrap.example" {
+		t.Errorf("domain entry: %+v, %v", e, ok)
+	}
+	// Filters.
+	n := 0
+	noErr(t, s.Suppressions(ctx, store.Filter{Reason: store.Manual, At: t0}, func(store.Suppression) error { n++; return nil }))
+	if n != 1 {
+		t.Errorf("filter by reason: %d entries", n)
+	}
+	n = 0
+	noErr(t, s.Suppressions(ctx, store.Filter{Since: t0.Add(time.Hour), At: t0}, func(store.Suppression) error { n++; return nil }))
+	if n != 0 {
+		t.Errorf("filter by since: %d entries", n)
+	}
+	// Events for an address include the domain-wide ones.
+	if n := countEvents(t, s, store.EventFilter{Address: "x@spamtrap.example"}); n != 1 {
+		t.Errorf("events for x@spamtrap.example: %d", n)
+	}
+}
+
+func testScopes(t *testing.T, s store.Store) {
+	get(s.Record(ctx, bounce("bob@example.com", "", t0), hardChange("bob@example.com")))(t)
+	get(s.ID(ctx, store.ScopeName, "globex"))(t)
+	if _, ok := lookup(t, s, "globex", "", "bob@example.com", t0); ok {
+		t.Error("acme's suppression applies to globex")
+	}
+	if _, ok := lookup(t, s, "never-seen", "", "bob@example.com", t0); ok {
+		t.Error("acme's suppression applies to an unknown scope")
+	}
+	// An entry for every scope.
+	get(s.Record(ctx, store.Event{At: t0, Type: store.Suppressed, Scope: store.AllScopes, Address: "legal@example.com", Source: "cli"},
+		store.Change{Op: store.Suppress, Scope: store.AllScopes, Address: "legal@example.com", Reason: store.Manual}))(t)
+	for _, sc := range []string{"acme", "globex", "never-seen"} {
+		if e, ok := lookup(t, s, sc, "", "legal@example.com", t0); !ok || e.Scope != store.AllScopes {
+			t.Errorf("scope %s: all-scopes entry not found: %+v", sc, e)
+		}
+	}
+	// The scope's own entry wins over the all-scopes one when both exist.
+	get(s.Record(ctx, bounce("legal@example.com", "", t0), hardChange("legal@example.com")))(t)
+	if e, _ := lookup(t, s, "acme", "", "legal@example.com", t0); e.Scope != "acme" {
+		t.Errorf("preferred entry has scope %q, want acme", e.Scope)
+	}
+}
+
+func testStreams(t *testing.T, s store.Store) {
+	unsub := store.Event{At: t0, Type: store.Unsubscribed, Scope: "acme", Stream: "news", Address: "bob@example.com", Source: "http"}
+	get(s.Record(ctx, unsub, store.Change{Op: store.Suppress, Scope: "acme", Stream: "news", Address: "bob@example.com", Reason: store.Unsubscribe}))(t)
+	if e, ok := lookup(t, s, "acme", "news", "bob@example.com", t0); !ok || e.Stream != "news" {
+		t.Errorf("stream entry not found for its stream: %+v %v", e, ok)
+	}
+	if _, ok := lookup(t, s, "acme", "offers", "bob@example.com", t0); ok {
+		t.Error("a news unsubscribe stops offers")
+	}
+	if _, ok := lookup(t, s, "acme", "", "bob@example.com", t0); ok {
+		t.Error("with the stream unknown, a stream-only entry matched")
+	}
+	// A whole-scope entry covers every stream.
+	get(s.Record(ctx, bounce("carol@example.com", "", t0), hardChange("carol@example.com")))(t)
+	for _, st := range []string{"", "news", "offers", "never-seen"} {
+		if _, ok := lookup(t, s, "acme", st, "carol@example.com", t0); !ok {
+			t.Errorf("stream %q: whole-scope entry not found", st)
+		}
+	}
+}
+
+func testPermanent(t *testing.T, s store.Store) {
+	a := "bob@example.com"
+	first := get(s.Record(ctx, bounce(a, "", t0), hardChange(a)))(t)
+	soft := store.Change{Op: store.Suppress, Scope: "acme", Address: a, Reason: store.SoftBounce, TTL: 24 * time.Hour}
+	r := get(s.Record(ctx, bounce(a, "", t0.Add(time.Hour)), soft))(t)
+	if r.Changed {
+		t.Errorf("a soft suppression replaced a hard one: %+v", r)
+	}
+	e, _ := lookup(t, s, "acme", "", a, t0.Add(48*time.Hour))
+	if e.Reason != store.HardBounce || e.EventID != first.EventID || !e.Expires.IsZero() {
+		t.Errorf("entry after soft on hard: %+v", e)
+	}
+	// A lapsing entry is made permanent by a hard one.
+	c := "carol@example.com"
+	soft.Address = c
+	get(s.Record(ctx, bounce(c, "", t0), soft))(t)
+	r = get(s.Record(ctx, bounce(c, "", t0.Add(time.Hour)), hardChange(c)))(t)
+	if !r.Changed || r.Entry.Reason != store.HardBounce || !r.Entry.Expires.IsZero() {
+		t.Errorf("hard on soft: %+v", r)
+	}
+}
+
+func testRelist(t *testing.T, s store.Store) {
+	a := "dave@example.com"
+	ch := store.Change{Op: store.Suppress, Scope: "acme", Address: a, Reason: store.SoftBounce, TTL: 10 * 24 * time.Hour, MaxTTL: 30 * 24 * time.Hour}
+	at := t0
+	wantTTL := []time.Duration{10, 20, 30, 30} // days: doubled, capped
+	for i, days := range wantTTL {
+		r := get(s.Record(ctx, bounce(a, fmt.Sprint("relist-", i), at), ch))(t)
+		if !r.Changed || r.Entry.Times != i+1 {
+			t.Fatalf("listing %d: %+v", i+1, r)
+		}
+		if got := r.Entry.Expires.Sub(at); got != days*24*time.Hour {
+			t.Errorf("listing %d lasts %v, want %d days", i+1, got, days)
+		}
+		if _, ok := lookup(t, s, "acme", "", a, r.Entry.Expires.Add(-time.Second)); !ok {
+			t.Errorf("listing %d not in force just before it lapses", i+1)
+		}
+		if _, ok := lookup(t, s, "acme", "", a, r.Entry.Expires); ok {
+			t.Errorf("listing %d still in force when it lapses", i+1)
+		}
+		// While in force, another soft suppression changes nothing.
+		if r2 := get(s.Record(ctx, bounce(a, "", at.Add(time.Hour)), ch))(t); r2.Changed {
+			t.Errorf("listing %d: soft on soft changed the entry", i+1)
+		}
+		at = r.Entry.Expires.Add(time.Hour)
+	}
+	// Lapsed entries are hidden from listings unless asked for.
+	n := 0
+	noErr(t, s.Suppressions(ctx, store.Filter{At: at.Add(1000 * time.Hour)}, func(store.Suppression) error { n++; return nil }))
+	if n != 0 {
+		t.Errorf("%d lapsed entries listed", n)
+	}
+	noErr(t, s.Suppressions(ctx, store.Filter{Lapsed: true}, func(store.Suppression) error { n++; return nil }))
+	if n != 1 {
+		t.Errorf("%d entries listed with Lapsed, want 1", n)
+	}
+}
+
+func testUnsuppress(t *testing.T, s store.Store) {
+	a := "bob@example.com"
+	get(s.Record(ctx, bounce(a, "", t0), hardChange(a)))(t)
+	rm := store.Event{At: t0.Add(time.Hour), Type: store.Unsuppressed, Scope: "acme", Address: a, Source: "cli", Diagnostic: "confirmed by phone"}
+	r := get(s.Record(ctx, rm, store.Change{Op: store.Unsuppress, Scope: "acme", Address: a}))(t)
+	if !r.Changed {
+		t.Error("removal did not change anything")
+	}
+	if _, ok := lookup(t, s, "acme", "", a, t0.Add(2*time.Hour)); ok {
+		t.Error("still suppressed after removal")
+	}
+	var types []store.EventType
+	noErr(t, s.Events(ctx, store.EventFilter{Address: a}, func(e store.Event) error { types = append(types, e.Type); return nil }))
+	if fmt.Sprint(types) != "[bounced unsuppressed]" {
+		t.Errorf("history = %v", types)
+	}
+	// Removing what is not there is recorded but changes nothing.
+	rm.Scope = "never-seen"
+	r = get(s.Record(ctx, rm, store.Change{Op: store.Unsuppress, Scope: "never-seen", Address: a}))(t)
+	if r.Changed {
+		t.Error("removal in an unknown scope changed something")
+	}
+	// Filters on events.
+	if n := countEvents(t, s, store.EventFilter{Types: []store.EventType{store.Unsuppressed}}); n != 2 {
+		t.Errorf("%d unsuppressed events", n)
+	}
+	if n := countEvents(t, s, store.EventFilter{Scope: "acme", Since: t0.Add(time.Minute), Until: t0.Add(2 * time.Hour)}); n != 1 {
+		t.Errorf("%d acme events in the window", n)
+	}
+}
+
+func testImport(t *testing.T, s store.Store) {
+	entries := []store.Suppression{
+		{Scope: "acme", Address: "a@example.com", Reason: store.Unsubscribe, Created: t0, Times: 1,
+			Cause: &store.Event{Source: "esp-export.csv", Diagnostic: "unsubscribed via ESP"}},
+		{Scope: "acme", Stream: "news", Address: "b@example.com", Reason: store.SoftBounce, Created: t0, Expires: t0.Add(72 * time.Hour), Times: 3},
+		{Scope: store.AllScopes, Address: "*@example.org", Reason: store.Manual, Created: t0},
+	}
+	n := get(s.Import(ctx, entries, t0.Add(time.Hour)))(t)
+	if n != 3 {
+		t.Fatalf("imported %d, want 3", n)
+	}
+	if n := get(s.Import(ctx, entries[:1], t0.Add(2*time.Hour)))(t); n != 0 {
+		t.Errorf("re-import added %d", n)
+	}
+	var got []store.Suppression
+	noErr(t, s.Suppressions(ctx, store.Filter{At: t0}, func(e store.Suppression) error { got = append(got, e); return nil }))
+	if len(got) != 3 {
+		t.Fatalf("listed %d", len(got))
+	}
+	// Sorted by scope name, then address: "*" sorts before "acme".
+	if got[0].Address != "*@example.org" || got[1].Address != "a@example.com" || got[2].Stream != "news" {
+		t.Errorf("order: %+v", got)
+	}
+	if c := got[1].Cause; c == nil || c.Type != store.Imported || c.Source != "esp-export.csv" || c.Diagnostic != "unsubscribed via ESP" {
+		t.Errorf("cause of imported entry: %+v", c)
+	}
+	if got[2].Times != 3 || !got[2].Expires.Equal(t0.Add(72*time.Hour)) {
+		t.Errorf("imported soft entry: %+v", got[2])
+	}
+	if _, ok := lookup(t, s, "globex", "", "x@example.org", t0); !ok {
+		t.Error("imported all-scopes domain entry does not apply")
+	}
+}
+
+func testInvalid(t *testing.T, s store.Store) {
+	bad := []struct {
+		ev store.Event
+		ch store.Change
+	}{
+		{store.Event{Type: store.Bounced}, store.Change{}}, // no time
+		{store.Event{At: t0}, store.Change{}},              // no type
+		{bounce("a@x", "", t0), store.Change{Op: store.Suppress, Scope: "acme", Address: "a@x", Reason: "gone"}},
+		{bounce("a@x", "", t0), store.Change{Op: store.Suppress, Address: "a@x", Reason: store.Manual}},
+		{bounce("a@x", "", t0), store.Change{Op: store.Suppress, Scope: "acme", Address: "nobody", Reason: store.Manual}},
+		{bounce("a@x", "", t0), store.Change{Op: store.Suppress, Scope: "acme", Address: "a@x", Reason: store.Manual, TTL: -1}},
+	}
+	for _, b := range bad {
+		if _, err := s.Record(ctx, b.ev, b.ch); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Record(%+v, %+v): %v, want ErrInvalid", b.ev, b.ch, err)
+		}
+	}
+	if n := countEvents(t, s, store.EventFilter{}); n != 0 {
+		t.Errorf("invalid records left %d events", n)
+	}
+	if err := s.AddSend(ctx, store.Send{ID: 0, Recipient: "a@x", At: t0, Scope: "s", Stream: "t"}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("AddSend id 0: %v", err)
+	}
+}
