@@ -82,20 +82,6 @@ type Tokens struct {
 	KeyDir string `toml:"key_dir"`
 }
 
-// Bounce configures the bounce domain.
-type Bounce struct {
-	// Domain receives bounces (VERP envelope senders), complaint reports
-	// and mail to the List-Unsubscribe mailto address. Its MX must be this
-	// Postfix, and transport_maps must route it to `senderkit bouncepipe`.
-	// Default "bounces.example.test", which only suits a test.
-	Domain string `toml:"domain"`
-	// VERPPrefix starts the local part of the envelope sender,
-	// "<prefix>+<token>@<domain>"; at most 15 characters. Default "b".
-	VERPPrefix string `toml:"verp_prefix"`
-	// UnsubscribePrefix starts the local part of the List-Unsubscribe
-	// mailto address, "<prefix>+<token>@<domain>". Default "unsubscribe".
-	UnsubscribePrefix string `toml:"unsubscribe_prefix"`
-}
 
 // Addresses configures address comparison.
 type Addresses struct {
@@ -122,31 +108,8 @@ type Suppression struct {
 	SoftExpiryMax Duration `toml:"soft_expiry_max"`
 }
 
-// Milter configures the outbound milter.
-type Milter struct {
-	// Listen is "inet:HOST:PORT" or "unix:/path" as in Postfix's
-	// smtpd_milters, or "" to run no milter. Default "inet:127.0.0.1:10026".
-	Listen Listen `toml:"listen"`
-}
 
-// Policy configures the policy server.
-type Policy struct {
-	// Listen is "inet:HOST:PORT" or "unix:/path" as in Postfix's
-	// check_policy_service, or "" to run no policy server.
-	// Default "inet:127.0.0.1:10040".
-	Listen Listen `toml:"listen"`
-}
 
-// HTTP configures the unsubscribe endpoint.
-type HTTP struct {
-	// Listen is "HOST:PORT", or "" to serve no HTTP. Default "127.0.0.1:8025".
-	Listen string `toml:"listen"`
-	// BaseURL is the public URL under which the endpoint answers; the
-	// milter writes List-Unsubscribe links as base_url + token. Must be
-	// https for mail that leaves this machine (RFC 8058 §3.1 asks for it).
-	// Default "http://127.0.0.1:8025/u/".
-	BaseURL string `toml:"base_url"`
-}
 
 // Log configures the operator log (the mail-event log is separate).
 type Log struct {
@@ -180,6 +143,12 @@ type Scope struct {
 	// stream named "bulk".
 	Streams []Stream `toml:"stream"`
 
+	// Per-scope settings of each part, written in the [[scope]] table.
+	ScopeMilter
+	ScopePolicy
+	ScopeBounce
+	ScopeHTTP
+
 	saslUsers     map[string]bool
 	senderDomains map[string]bool
 	clients       []netip.Prefix
@@ -209,6 +178,10 @@ type Stream struct {
 	// Default none.
 	DaemonNames []string `toml:"daemon_names"`
 
+	// Per-stream settings of each part, written in the [[scope.stream]]
+	// table.
+	StreamMilter
+
 	senders map[string]bool
 }
 
@@ -230,23 +203,16 @@ func Default() *Config {
 			Synchronous: "full",
 		},
 		Tokens: Tokens{KeyDir: "keys"},
-		Bounce: Bounce{
-			Domain:            "bounces.example.test",
-			VERPPrefix:        "b",
-			UnsubscribePrefix: "unsubscribe",
-		},
+		Bounce:       defaultBounce(),
 		Suppression: Suppression{
 			SoftBounces:   2,
 			SoftSpan:      Duration(14 * 24 * time.Hour),
 			SoftExpiry:    Duration(30 * 24 * time.Hour),
 			SoftExpiryMax: Duration(365 * 24 * time.Hour),
 		},
-		Milter: Milter{Listen: "inet:127.0.0.1:10026"},
-		Policy: Policy{Listen: "inet:127.0.0.1:10040"},
-		HTTP: HTTP{
-			Listen:  "127.0.0.1:8025",
-			BaseURL: "http://127.0.0.1:8025/u/",
-		},
+		Milter:       defaultMilter(),
+		Policy:       defaultPolicy(),
+		HTTP:         defaultHTTP(),
 		Log: Log{Level: "info", Format: "text"},
 		Scopes: []Scope{{
 			Name:    "default",

@@ -1,7 +1,7 @@
 package conf
 
 import (
-	_ "embed"
+	"embed"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -12,8 +12,10 @@ import (
 	"strings"
 )
 
-//go:embed config.go
-var configSource string
+// The definitions whose doc comments document the keys.
+//
+//go:embed config.go bounce.go milter.go policy.go http.go
+var sources embed.FS
 
 // Example returns the commented example configuration: every key with
 // its documentation and default value. conf/example.toml is this output.
@@ -35,11 +37,26 @@ func Example() ([]byte, error) {
 
 // fieldDocs maps "Type.Field" to the field's doc comment.
 func fieldDocs() (map[string]string, error) {
-	f, err := parser.ParseFile(token.NewFileSet(), "config.go", configSource, parser.ParseComments)
-	if err != nil {
-		return nil, fmt.Errorf("conf: parse embedded config.go: %w", err)
-	}
 	docs := map[string]string{}
+	ents, err := sources.ReadDir(".")
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		src, err := sources.ReadFile(e.Name())
+		if err != nil {
+			return nil, err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), e.Name(), src, parser.ParseComments)
+		if err != nil {
+			return nil, fmt.Errorf("conf: parse embedded %s: %w", e.Name(), err)
+		}
+		collectDocs(f, docs)
+	}
+	return docs, nil
+}
+
+func collectDocs(f *ast.File, docs map[string]string) {
 	ast.Inspect(f, func(n ast.Node) bool {
 		ts, ok := n.(*ast.TypeSpec)
 		if !ok {
@@ -58,7 +75,6 @@ func fieldDocs() (map[string]string, error) {
 		}
 		return true
 	})
-	return docs, nil
 }
 
 func tomlName(f reflect.StructField) string {
@@ -76,55 +92,69 @@ func comment(b *strings.Builder, doc, goName, key, indent string) {
 	}
 }
 
-// writeTable writes the scalar keys of struct v, then its sub-tables.
-func writeTable(b *strings.Builder, docs map[string]string, v reflect.Value, path, indent string) {
+// field is one key of a table, with the type that documents it.
+type field struct {
+	owner string // the Go type the field is declared in
+	f     reflect.StructField
+	v     reflect.Value
+}
+
+// fields lists the keys of struct v, flattening embedded structs (the
+// per-part settings of a scope or stream) as TOML does.
+func fields(v reflect.Value) []field {
+	var out []field
 	t := v.Type()
-	type sub struct {
-		f reflect.StructField
-		v reflect.Value
-	}
-	var tables []sub
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		key := tomlName(f)
-		if !f.IsExported() || key == "" || key == "-" {
+		if f.Anonymous {
+			out = append(out, fields(v.Field(i))...)
 			continue
 		}
-		fv := v.Field(i)
+		if key := tomlName(f); f.IsExported() && key != "" && key != "-" {
+			out = append(out, field{t.Name(), f, v.Field(i)})
+		}
+	}
+	return out
+}
+
+// writeTable writes the scalar keys of struct v, then its sub-tables.
+func writeTable(b *strings.Builder, docs map[string]string, v reflect.Value, path, indent string) {
+	var tables []field
+	for _, fl := range fields(v) {
+		key, fv := tomlName(fl.f), fl.v
 		if fv.Kind() == reflect.Struct || fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct {
-			tables = append(tables, sub{f, fv})
+			tables = append(tables, fl)
 			continue
 		}
 		b.WriteString("\n")
-		comment(b, docs[t.Name()+"."+f.Name], f.Name, key, indent)
-		if fv.Kind() == reflect.Map {
-			if fv.Len() == 0 {
-				fmt.Fprintf(b, "%s# %s = { milter = \"debug\" }\n", indent, key)
-				continue
-			}
+		comment(b, docs[fl.owner+"."+fl.f.Name], fl.f.Name, key, indent)
+		if fv.Kind() == reflect.Map && fv.Len() == 0 {
+			fmt.Fprintf(b, "%s# %s = { milter = \"debug\" }\n", indent, key)
+			continue
 		}
 		fmt.Fprintf(b, "%s%s = %s\n", indent, key, tomlValue(fv))
 	}
-	for _, s := range tables {
-		key := tomlName(s.f)
+	for _, fl := range tables {
+		key := tomlName(fl.f)
 		full := key
 		if path != "" {
 			full = path + "." + key
 		}
-		if s.v.Kind() == reflect.Struct {
+		doc := docs[fl.owner+"."+fl.f.Name]
+		if fl.v.Kind() == reflect.Struct {
 			b.WriteString("\n")
-			comment(b, docs[t.Name()+"."+s.f.Name], s.f.Name, "["+full+"]", indent)
+			comment(b, doc, fl.f.Name, "["+full+"]", indent)
 			fmt.Fprintf(b, "%s[%s]\n", indent, full)
-			writeTable(b, docs, s.v, full, indent)
+			writeTable(b, docs, fl.v, full, indent)
 			continue
 		}
-		for j := 0; j < s.v.Len(); j++ {
+		for j := 0; j < fl.v.Len(); j++ {
 			b.WriteString("\n")
 			if j == 0 {
-				comment(b, docs[t.Name()+"."+s.f.Name], s.f.Name, "[["+full+"]]", indent)
+				comment(b, doc, fl.f.Name, "[["+full+"]]", indent)
 			}
 			fmt.Fprintf(b, "%s[[%s]]\n", indent, full)
-			writeTable(b, docs, s.v.Index(j), full, indent+"  ")
+			writeTable(b, docs, fl.v.Index(j), full, indent+"  ")
 		}
 	}
 }

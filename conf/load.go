@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,7 +17,6 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/senderkit/senderkit/internal/addr"
-	"github.com/senderkit/senderkit/internal/token"
 )
 
 // Error is one problem in a configuration file.
@@ -261,20 +259,7 @@ func (c *Config) complete(pos map[string]int) Errors {
 	if c.Tokens.KeyDir == "" {
 		l.add("tokens.key_dir", "must not be empty")
 	}
-	if d, err := addr.NormalizeDomain(c.Bounce.Domain); err != nil {
-		l.add("bounce.domain", "%v", err)
-	} else {
-		c.Bounce.Domain = d
-	}
-	if err := token.CheckPrefix(c.Bounce.VERPPrefix); err != nil {
-		l.add("bounce.verp_prefix", "%v", err)
-	}
-	if err := token.CheckPrefix(c.Bounce.UnsubscribePrefix); err != nil {
-		l.add("bounce.unsubscribe_prefix", "%v", err)
-	}
-	if strings.EqualFold(c.Bounce.VERPPrefix, c.Bounce.UnsubscribePrefix) {
-		l.add("bounce.unsubscribe_prefix", "must differ from verp_prefix %q: a bounce must not read as an unsubscribe", c.Bounce.VERPPrefix)
-	}
+	c.Bounce.complete(l)
 	s := c.Suppression
 	if s.SoftBounces < 1 {
 		l.add("suppression.soft_bounces", "%d: must be at least 1", s.SoftBounces)
@@ -288,22 +273,9 @@ func (c *Config) complete(pos map[string]int) Errors {
 	if s.SoftExpiry > 0 && s.SoftExpiryMax < s.SoftExpiry {
 		l.add("suppression.soft_expiry_max", "%v is shorter than soft_expiry %v", s.SoftExpiryMax.D(), s.SoftExpiry.D())
 	}
-	if _, _, err := c.Milter.Listen.Split(); err != nil {
-		l.add("milter.listen", "%v", err)
-	}
-	if _, _, err := c.Policy.Listen.Split(); err != nil {
-		l.add("policy.listen", "%v", err)
-	}
-	if c.HTTP.Listen != "" {
-		if _, err := netip.ParseAddrPort(c.HTTP.Listen); err != nil {
-			l.add("http.listen", "%q: want IP:PORT", c.HTTP.Listen)
-		}
-	}
-	if u, err := url.Parse(c.HTTP.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		l.add("http.base_url", "%q: want an http(s) URL without query or fragment", c.HTTP.BaseURL)
-	} else if !strings.HasSuffix(c.HTTP.BaseURL, "/") {
-		c.HTTP.BaseURL += "/"
-	}
+	c.Milter.complete(l)
+	c.Policy.complete(l)
+	c.HTTP.complete(l)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		l.add("log.level", "%v", err)
 	}
@@ -406,7 +378,12 @@ func (sc *Scope) complete(key string, l *errorList) {
 				l.add(fmt.Sprintf("%s.daemon_names[%d]", skey, j), "empty service name")
 			}
 		}
+		st.StreamMilter.complete(skey, st, l)
 	}
+	sc.ScopeMilter.complete(key, sc, l)
+	sc.ScopePolicy.complete(key, sc, l)
+	sc.ScopeBounce.complete(key, sc, l)
+	sc.ScopeHTTP.complete(key, sc, l)
 	if sc.DefaultStream == "" {
 		sc.DefaultStream = sc.Streams[0].Name
 	} else if !names[sc.DefaultStream] {
