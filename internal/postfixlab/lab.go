@@ -29,7 +29,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -60,7 +59,7 @@ type Lab struct {
 	// Sink receives everything the lab delivers (relayhost).
 	Sink *Sink
 
-	t        testing.TB
+	t        TB
 	lock     *os.File // flock held while the lab exists; see sweep
 	stopOnce sync.Once
 }
@@ -69,7 +68,7 @@ type Lab struct {
 // skips the test (fails it when CI=true) if Postfix cannot be run: not
 // root, or not installable. Start fails the test on any other error.
 // Everything is stopped and removed when the test ends.
-func Start(t testing.TB, opts Options) *Lab {
+func Start(t TB, opts Options) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		unavailable(t, "running a private Postfix needs root (euid %d)", os.Geteuid())
@@ -569,7 +568,7 @@ func (l *Lab) LogContains(pattern string) bool {
 // WaitLog waits until a line of the maillog matches the regular
 // expression pattern, and returns the matching lines. It fails the test
 // after timeout.
-func (l *Lab) WaitLog(t testing.TB, pattern string, timeout time.Duration) []string {
+func (l *Lab) WaitLog(t TB, pattern string, timeout time.Duration) []string {
 	t.Helper()
 	return l.WaitLogN(t, pattern, 1, timeout)
 }
@@ -577,7 +576,7 @@ func (l *Lab) WaitLog(t testing.TB, pattern string, timeout time.Duration) []str
 // WaitLogN waits until n lines of the maillog match the regular
 // expression pattern, and returns the matching lines. It fails the test
 // after timeout.
-func (l *Lab) WaitLogN(t testing.TB, pattern string, n int, timeout time.Duration) []string {
+func (l *Lab) WaitLogN(t TB, pattern string, n int, timeout time.Duration) []string {
 	t.Helper()
 	if _, err := regexp.Compile(pattern); err != nil {
 		t.Fatalf("postfixlab: WaitLog: %v", err)
@@ -631,7 +630,7 @@ func (l *Lab) Queue() ([]QueueEntry, error) {
 
 // WaitQueueEmpty waits until the lab's queue is empty. It fails the test
 // after timeout, listing what is left.
-func (l *Lab) WaitQueueEmpty(t testing.TB, timeout time.Duration) {
+func (l *Lab) WaitQueueEmpty(t TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -43,7 +42,7 @@ var updated bool
 // When a command is missing and cannot be installed (not root, apt-get
 // fails), EnsurePackages fails the test if the environment variable CI is
 // "true" (a missing dependency is a failure in CI) and skips it otherwise.
-func EnsurePackages(t testing.TB, cmds map[string]string) {
+func EnsurePackages(t TB, cmds map[string]string) {
 	t.Helper()
 	if err := ensurePackages(t, cmds); err != nil {
 		unavailable(t, "%v", err)
@@ -51,7 +50,7 @@ func EnsurePackages(t testing.TB, cmds map[string]string) {
 }
 
 // unavailable skips the test, or fails it when running in CI.
-func unavailable(t testing.TB, format string, args ...any) {
+func unavailable(t TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("postfixlab: "+format+" (CI=true: failing instead of skipping)", args...)
@@ -59,7 +58,7 @@ func unavailable(t testing.TB, format string, args ...any) {
 	t.Skipf("postfixlab: "+format, args...)
 }
 
-func ensurePackages(t testing.TB, cmds map[string]string) error {
+func ensurePackages(t TB, cmds map[string]string) error {
 	if len(missing(cmds)) == 0 {
 		return nil
 	}
@@ -128,7 +127,7 @@ func ensurePackages(t testing.TB, cmds map[string]string) error {
 
 // apt runs apt-get non-interactively, waiting for the dpkg lock if another
 // apt-get (not going through AptLockFile) holds it.
-func apt(t testing.TB, args ...string) error {
+func apt(t TB, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), aptTimeout)
 	defer cancel()
 	full := append([]string{"-q", "-o", "DPkg::Lock::Timeout=300"}, args...)

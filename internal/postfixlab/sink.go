@@ -7,7 +7,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -78,7 +77,7 @@ type Sink struct {
 
 // NewSink starts a Sink on a free port of 127.0.0.1 and stops it when the
 // test ends.
-func NewSink(t testing.TB) *Sink {
+func NewSink(t TB) *Sink {
 	t.Helper()
 	s, err := startSink(t)
 	if err != nil {
@@ -95,7 +94,7 @@ func StartSink() (*Sink, error) {
 }
 
 // startSink starts a Sink whose go-smtp error log goes to t, if not nil.
-func startSink(t testing.TB) (*Sink, error) {
+func startSink(t TB) (*Sink, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("sink: listening on 127.0.0.1:0: %v", err)
@@ -165,7 +164,7 @@ func (s *Sink) Reset() {
 
 // Wait waits until at least n messages have arrived and returns them
 // all. It fails the test after timeout, listing what did arrive.
-func (s *Sink) Wait(t testing.TB, n int, timeout time.Duration) []Message {
+func (s *Sink) Wait(t TB, n int, timeout time.Duration) []Message {
 	t.Helper()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -285,7 +284,7 @@ func (ss *sinkSession) Logout() error { return nil }
 // runs, and drops it afterwards (logging after a test ends panics).
 type sinkLogger struct {
 	mu      sync.Mutex
-	t       testing.TB
+	t       TB
 	stopped bool
 }
 

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -32,7 +31,7 @@ func lockDir(dir string) (*os.File, error) {
 
 // sweep stops the Postfix of, and removes, the labs left behind by dead
 // test binaries.
-func sweep(t testing.TB) {
+func sweep(t TB) {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
 	for _, dir := range dirs {
 		f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR, 0)
