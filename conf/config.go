@@ -82,7 +82,6 @@ type Tokens struct {
 	KeyDir string `toml:"key_dir"`
 }
 
-
 // Addresses configures address comparison.
 type Addresses struct {
 	// CaseSensitiveLocal makes "Bob@example.com" and "bob@example.com"
@@ -107,9 +106,6 @@ type Suppression struct {
 	// SoftExpiryMax caps the doubling. Default "365d".
 	SoftExpiryMax Duration `toml:"soft_expiry_max"`
 }
-
-
-
 
 // Log configures the operator log (the mail-event log is separate).
 type Log struct {
@@ -203,17 +199,17 @@ func Default() *Config {
 			Synchronous: "full",
 		},
 		Tokens: Tokens{KeyDir: "keys"},
-		Bounce:       defaultBounce(),
+		Bounce: defaultBounce(),
 		Suppression: Suppression{
 			SoftBounces:   2,
 			SoftSpan:      Duration(14 * 24 * time.Hour),
 			SoftExpiry:    Duration(30 * 24 * time.Hour),
 			SoftExpiryMax: Duration(365 * 24 * time.Hour),
 		},
-		Milter:       defaultMilter(),
-		Policy:       defaultPolicy(),
-		HTTP:         defaultHTTP(),
-		Log: Log{Level: "info", Format: "text"},
+		Milter: defaultMilter(),
+		Policy: defaultPolicy(),
+		HTTP:   defaultHTTP(),
+		Log:    Log{Level: "info", Format: "text"},
 		Scopes: []Scope{{
 			Name:    "default",
 			Clients: []string{"127.0.0.0/8", "::1/128"},
