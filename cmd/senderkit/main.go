@@ -163,19 +163,8 @@ func (c *cli) version(args []string) int {
 	return exitOK
 }
 
-func (c *cli) report(args []string) int {
-	return c.notYet("report", "issue #7 (sender reports)", exitFailure)
-}
 
-func (c *cli) dkim(args []string) int {
-	return c.notYet("dkim", "issue #4 (DKIM signing)", exitFailure)
-}
 
-func (c *cli) bouncepipe(args []string) int {
-	// 75 keeps the message in Postfix's queue: nothing is lost while the
-	// bounce pipe is missing.
-	return c.notYet("bouncepipe", "issue #5 (the bounce pipe); exiting 75 so Postfix keeps the message", exitTempFail)
-}
 
 func joinQuoted(ss []string) string {
 	q := make([]string, len(ss))

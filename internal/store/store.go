@@ -62,7 +62,7 @@ type Send struct {
 	ID        uint64 // the token's send id
 	Scope     string
 	Stream    string
-	Recipient string // normalised
+	Recipient string // normalised; "" for a message-level token (transactional mail to several recipients)
 	QueueID   string // Postfix queue ID of the copy
 	At        time.Time
 }

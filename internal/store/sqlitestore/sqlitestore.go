@@ -391,7 +391,7 @@ func (d *DB) Name(ctx context.Context, kind store.NameKind, id uint32) (string, 
 
 // AddSend implements store.Store.
 func (d *DB) AddSend(ctx context.Context, s store.Send) error {
-	if s.ID == 0 || s.ID > 1<<63-1 || s.Recipient == "" || s.At.IsZero() {
+	if s.ID == 0 || s.ID > 1<<63-1 || s.At.IsZero() {
 		return fmt.Errorf("%w: send %+v", store.ErrInvalid, s)
 	}
 	var pend pendingNames
