@@ -163,9 +163,6 @@ func (c *cli) version(args []string) int {
 	return exitOK
 }
 
-
-
-
 func joinQuoted(ss []string) string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
