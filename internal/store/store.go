@@ -157,8 +157,23 @@ type Op int
 // Ops.
 const (
 	NoOp Op = iota
+	// Suppress lists Change.Address (a permanent entry is never weakened).
 	Suppress
+	// Unsuppress removes the entry with exactly this scope, stream and
+	// address.
 	Unsuppress
+	// CountSoftBounce counts the event's send (Event.SendID, required) in the
+	// recipient's streak of soft bounces, and lists the address with
+	// Reason SoftBounce, TTL and MaxTTL once the streak holds at least
+	// MinBounces distinct sends spanning at least MinSpan (M3AAWG Sender
+	// BCP v3 §3.8: "after consecutive bounces over at least two sends
+	// spanning at least 14 days"). Counting and listing happen in one
+	// transaction, so concurrent bounce pipes cannot both miss the
+	// threshold.
+	CountSoftBounce
+	// ResetStreak ends the recipient's streak of soft bounces: a
+	// delivery (status=sent in Postfix's log) does this.
+	ResetStreak
 )
 
 // Change is the effect an event has on the suppression list.
@@ -173,6 +188,15 @@ type Change struct {
 	// MaxTTL.
 	TTL    time.Duration
 	MaxTTL time.Duration
+	// MinBounces and MinSpan are the thresholds of a CountSoftBounce.
+	MinBounces int
+	MinSpan    time.Duration
+}
+
+// Streak is a recipient's run of soft bounces since its last delivery.
+type Streak struct {
+	Sends       int       // distinct sends that bounced
+	First, Last time.Time // the first and the last of those bounces
 }
 
 // Result tells what Record did.
@@ -181,8 +205,11 @@ type Result struct {
 	// Changed is false when the change had no effect: the entry was
 	// already there (a permanent entry is never weakened) or was absent.
 	Changed bool
-	// Entry is the suppression after the change (zero after Unsuppress).
+	// Entry is the suppression after the change (zero after Unsuppress,
+	// and after a CountSoftBounce below the thresholds).
 	Entry Suppression
+	// Streak is the recipient's streak after a CountSoftBounce.
+	Streak Streak
 }
 
 // Query asks whether a recipient is suppressed.

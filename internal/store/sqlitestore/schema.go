@@ -65,4 +65,15 @@ CREATE TABLE suppressions (
 ) WITHOUT ROWID;
 CREATE INDEX suppressions_created ON suppressions (created);
 `,
+	// 2: soft-bounce streaks: the sends that bounced softly since the
+	// recipient's last delivery.
+	`
+CREATE TABLE bounce_streaks (
+	scope_id INTEGER NOT NULL REFERENCES names(id),
+	address  TEXT NOT NULL,
+	send_id  INTEGER NOT NULL,
+	at       INTEGER NOT NULL,      -- first soft bounce of this send
+	PRIMARY KEY (scope_id, address, send_id)
+) WITHOUT ROWID;
+`,
 }

@@ -492,7 +492,11 @@ func checkChange(ch store.Change) error {
 		if !ch.Reason.Valid() {
 			return fmt.Errorf("%w: suppression reason %q", store.ErrInvalid, ch.Reason)
 		}
-	case store.Unsuppress:
+	case store.Unsuppress, store.ResetStreak:
+	case store.CountSoftBounce:
+		if ch.MinBounces < 1 || ch.MinSpan < 0 {
+			return fmt.Errorf("%w: soft-bounce thresholds %d sends, %v", store.ErrInvalid, ch.MinBounces, ch.MinSpan)
+		}
 	default:
 		return fmt.Errorf("%w: op %d", store.ErrInvalid, ch.Op)
 	}
@@ -579,6 +583,9 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 	if err := checkChange(ch); err != nil {
 		return store.Result{}, err
 	}
+	if ch.Op == store.CountSoftBounce && ev.SendID == 0 {
+		return store.Result{}, fmt.Errorf("%w: a soft bounce needs the event's send id", store.ErrInvalid)
+	}
 	var res store.Result
 	var pend pendingNames
 	err := d.write(ctx, func(tx *sql.Tx) error {
@@ -593,6 +600,10 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 			return d.suppressTx(ctx, tx, ev.At, id, ch, &res, &pend)
 		case store.Unsuppress:
 			return d.unsuppressTx(ctx, tx, ch, &res)
+		case store.CountSoftBounce:
+			return d.softBounceTx(ctx, tx, ev, id, ch, &res, &pend)
+		case store.ResetStreak:
+			return d.resetStreakTx(ctx, tx, ch, &res)
 		}
 		return nil
 	})
@@ -706,6 +717,46 @@ func (d *DB) unsuppressTx(ctx context.Context, tx *sql.Tx, ch store.Change, res 
 		}
 	}
 	r, err := tx.ExecContext(ctx, "DELETE FROM suppressions WHERE scope_id = ? AND address = ? AND stream_id = ?", sc, ch.Address, st)
+	if err != nil {
+		return err
+	}
+	n, _ := r.RowsAffected()
+	res.Changed = n > 0
+	return nil
+}
+
+func (d *DB) softBounceTx(ctx context.Context, tx *sql.Tx, ev store.Event, eventID int64, ch store.Change, res *store.Result, pend *pendingNames) error {
+	sc, err := d.idTx(ctx, tx, store.ScopeName, ch.Scope, pend)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, "INSERT INTO bounce_streaks (scope_id, address, send_id, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+		sc, ch.Address, int64(ev.SendID), ev.At.Unix())
+	if err != nil {
+		return err
+	}
+	var n int
+	var first, last int64
+	err = tx.QueryRowContext(ctx, "SELECT count(*), min(at), max(at) FROM bounce_streaks WHERE scope_id = ? AND address = ?", sc, ch.Address).
+		Scan(&n, &first, &last)
+	if err != nil {
+		return err
+	}
+	res.Streak = store.Streak{Sends: n, First: time.Unix(first, 0).UTC(), Last: time.Unix(last, 0).UTC()}
+	if n < ch.MinBounces || time.Duration(last-first)*time.Second < ch.MinSpan {
+		return nil
+	}
+	sup := ch
+	sup.Op, sup.Reason = store.Suppress, store.SoftBounce
+	return d.suppressTx(ctx, tx, ev.At, eventID, sup, res, pend)
+}
+
+func (d *DB) resetStreakTx(ctx context.Context, tx *sql.Tx, ch store.Change, res *store.Result) error {
+	sc, ok, err := d.findID(ctx, tx, store.ScopeName, ch.Scope)
+	if err != nil || !ok {
+		return err
+	}
+	r, err := tx.ExecContext(ctx, "DELETE FROM bounce_streaks WHERE scope_id = ? AND address = ?", sc, ch.Address)
 	if err != nil {
 		return err
 	}

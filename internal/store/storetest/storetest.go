@@ -31,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 		{"PermanentIsNeverWeakened", testPermanent},
 		{"LapseAndRelist", testRelist},
 		{"UnsuppressKeepsHistory", testUnsuppress},
+		{"SoftBounceStreak", testSoftBounceStreak},
 		{"Import", testImport},
 		{"Invalid", testInvalid},
 	}
@@ -313,6 +314,65 @@ func testRelist(t *testing.T, s store.Store) {
 	noErr(t, s.Suppressions(ctx, store.Filter{Lapsed: true}, func(store.Suppression) error { n++; return nil }))
 	if n != 1 {
 		t.Errorf("%d entries listed with Lapsed, want 1", n)
+	}
+}
+
+// testSoftBounceStreak: soft bounces suppress only after MinBounces
+// distinct sends spanning MinSpan; a delivery resets the streak.
+func testSoftBounceStreak(t *testing.T, s store.Store) {
+	a := "erin@example.com"
+	day := 24 * time.Hour
+	soft := store.Change{Op: store.CountSoftBounce, Scope: "acme", Address: a, TTL: 30 * day, MaxTTL: 365 * day, MinBounces: 2, MinSpan: 14 * day}
+	bounceOf := func(send uint64, at time.Time) store.Event {
+		return store.Event{At: at, Type: store.Bounced, Scope: "acme", Address: a, SendID: send, Reason: "mailboxfull", Status: "4.2.2", Source: "bouncepipe"}
+	}
+	suppressed := func(at time.Time) bool {
+		_, ok := lookup(t, s, "acme", "", a, at)
+		return ok
+	}
+	// Two bounces of one send are one send.
+	r := get(s.Record(ctx, bounceOf(1, t0), soft))(t)
+	if r.Streak.Sends != 1 || r.Changed {
+		t.Fatalf("first bounce: %+v", r)
+	}
+	r = get(s.Record(ctx, bounceOf(1, t0.Add(20*day)), soft))(t)
+	if r.Streak.Sends != 1 || suppressed(t0.Add(20*day)) {
+		t.Fatalf("the same send again counted: %+v", r)
+	}
+	// A second send within the span: two sends, but only 5 days apart.
+	r = get(s.Record(ctx, bounceOf(2, t0.Add(5*day)), soft))(t)
+	if r.Streak.Sends != 2 || r.Changed || suppressed(t0.Add(5*day)) {
+		t.Fatalf("two sends in 5 days suppressed: %+v", r)
+	}
+	// A delivery resets the streak.
+	r = get(s.Record(ctx, store.Event{At: t0.Add(6 * day), Type: store.Delivered, Scope: "acme", Address: a, SendID: 3, Source: "log"},
+		store.Change{Op: store.ResetStreak, Scope: "acme", Address: a}))(t)
+	if !r.Changed {
+		t.Error("reset changed nothing")
+	}
+	r = get(s.Record(ctx, bounceOf(4, t0.Add(7*day)), soft))(t)
+	if r.Streak.Sends != 1 {
+		t.Fatalf("streak after the reset: %+v", r.Streak)
+	}
+	// Second send 14 days after the first of the new streak: suppressed.
+	r = get(s.Record(ctx, bounceOf(5, t0.Add(21*day)), soft))(t)
+	if !r.Changed || r.Streak.Sends != 2 || r.Entry.Reason != store.SoftBounce || r.Entry.Expires.Sub(t0.Add(21*day)) != 30*day {
+		t.Fatalf("threshold met: %+v", r)
+	}
+	if !suppressed(t0.Add(21 * day)) {
+		t.Error("not suppressed after two sends over 14 days")
+	}
+	// Another scope has its own streak.
+	other := soft
+	other.Scope = "globex"
+	ev := bounceOf(6, t0.Add(22*day))
+	ev.Scope = "globex"
+	if r := get(s.Record(ctx, ev, other))(t); r.Streak.Sends != 1 || r.Changed {
+		t.Errorf("globex streak: %+v", r)
+	}
+	// A soft bounce needs a send.
+	if _, err := s.Record(ctx, bounceOf(0, t0), soft); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("soft bounce without a send: %v", err)
 	}
 }
 
