@@ -183,9 +183,20 @@ func (kr *Keyring) Decode(s string) (Token, error) {
 	if len(s) < minLen || len(s) > MaxLen {
 		return Token{}, fmt.Errorf("%w: %d characters, want %d to %d", ErrMalformed, len(s), minLen, MaxLen)
 	}
-	b, err := enc.DecodeString(strings.ToLower(s))
+	lower := strings.ToLower(s)
+	// Check the alphabet first: encoding/base32 skips '\r' and '\n',
+	// which would let a shorter token through to the slicing below.
+	for i := 0; i < len(lower); i++ {
+		if c := lower[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return Token{}, fmt.Errorf("%w: character %q", ErrMalformed, c)
+		}
+	}
+	b, err := enc.DecodeString(lower)
 	if err != nil {
 		return Token{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(b) < fixedLen+2+macLen {
+		return Token{}, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
 	}
 	if b[0]>>4 != version {
 		return Token{}, fmt.Errorf("%w: version %d", ErrMalformed, b[0]>>4)
@@ -212,7 +223,7 @@ func (kr *Keyring) Decode(s string) (Token, error) {
 	}
 	// Reject non-canonical encodings (stray bits in the last character),
 	// so that one token has exactly one spelling.
-	if enc.EncodeToString(b) != strings.ToLower(s) {
+	if enc.EncodeToString(b) != lower {
 		return Token{}, fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
 	}
 	t.Scope, t.Stream = uint32(scope), uint32(stream)
