@@ -211,9 +211,10 @@ func Default() *Config {
 		HTTP:   defaultHTTP(),
 		Log:    Log{Level: "info", Format: "text"},
 		Scopes: []Scope{{
-			Name:    "default",
-			Clients: []string{"127.0.0.0/8", "::1/128"},
-			Streams: []Stream{{Name: "bulk", Kind: Bulk}},
+			Name:        "default",
+			Clients:     []string{"127.0.0.0/8", "::1/128"},
+			Streams:     []Stream{{Name: "bulk", Kind: Bulk}},
+			ScopeBounce: ScopeBounce{UnsubscribeCovers: CoverScope},
 		}},
 	}
 }
