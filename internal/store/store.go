@@ -85,6 +85,8 @@ const (
 	Imported      EventType = "imported"       // an entry came from a CSV import
 	Expired       EventType = "expired"        // a lapsing entry lapsed (recorded on relisting)
 	Unattributed  EventType = "unattributed"   // a report whose token did not verify
+	Forwarded     EventType = "forwarded"      // mail for a person, passed to the role address
+	Quarantined   EventType = "quarantined"    // a message the bounce pipe could not read, kept aside
 )
 
 // Event is one row of history, with its evidence.
