@@ -243,6 +243,41 @@ type EventFilter struct {
 	Until   time.Time // exclusive; zero for no bound
 }
 
+// Throttle is the state of one throttled destination, or of one scope
+// suspended at a destination, as the policy server last saved it.
+type Throttle struct {
+	Destination string // destination group, "google.com"
+	Scope       string // "" for the whole destination, else the suspended scope
+	State       string // ThrottleLimited or ThrottleSuspended
+	Rate        float64
+	Since       time.Time
+	Until       time.Time // suspended until; zero for a rate limit
+	Tempfails   int       // temporary failures in the current window
+	Successes   int       // deliveries in the current window
+	Reason      string    // "rate-limited", "tempfail", "blocklisted"
+	Reply       string    // the remote's reply that caused it
+	Updated     time.Time
+}
+
+// Throttle states.
+const (
+	ThrottleLimited   = "throttled" // new mail accepted at Rate messages a minute
+	ThrottleSuspended = "suspended" // the scope's mail deferred until Until
+)
+
+// DeliveryKey is the Event.Key of a copy's delivery to a recipient.
+func DeliveryKey(sendID uint64, recipient string) string {
+	return fmt.Sprintf("delivered/%d/%s", sendID, recipient)
+}
+
+// BounceKey is the Event.Key of a copy's failure for a recipient. Postfix's
+// log follower and the bounce pipe (which gets Postfix's DSN about the
+// same failure by mail) both use it, so that one bounce is counted once,
+// whichever path reports it first.
+func BounceKey(sendID uint64, recipient string) string {
+	return fmt.Sprintf("bounced/%d/%s", sendID, recipient)
+}
+
 // Store is what the plug-ins and the CLI need from persistent state.
 // Implementations are safe for concurrent use, and writes from several
 // processes (serve and many bounce pipes) are serialised without loss.
@@ -277,6 +312,18 @@ type Store interface {
 	Suppressions(ctx context.Context, f Filter, fn func(Suppression) error) error
 	// Events calls fn for each matching event in the order recorded.
 	Events(ctx context.Context, f EventFilter, fn func(Event) error) error
+	// ListedSince calls fn with the address (or "*@domain" pattern) and
+	// event id of every entry listed or relisted by an event after
+	// afterEvent (0: every entry), in event order, lapsed entries
+	// included. The policy server keeps its in-memory filter current
+	// with it.
+	ListedSince(ctx context.Context, afterEvent int64, fn func(address string, eventID int64) error) error
+
+	// SetThrottles replaces the throttle state kept for reports with ts.
+	SetThrottles(ctx context.Context, ts []Throttle) error
+	// Throttles returns the throttle state last set, by destination and
+	// scope.
+	Throttles(ctx context.Context) ([]Throttle, error)
 
 	Close() error
 }

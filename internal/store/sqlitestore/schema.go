@@ -76,4 +76,24 @@ CREATE TABLE bounce_streaks (
 	PRIMARY KEY (scope_id, address, send_id)
 ) WITHOUT ROWID;
 `,
+	// 3: the policy server's throttle state per destination (what
+	// "senderkit report throttle" shows), and an index that lets it read
+	// the suppressions listed since the last event it saw.
+	`
+CREATE TABLE throttles (
+	destination TEXT NOT NULL,      -- a destination group, "google.com"
+	scope       TEXT NOT NULL,      -- '' for the whole destination, else a suspended scope
+	state       TEXT NOT NULL,      -- "throttled" or "suspended"
+	rate        REAL NOT NULL,      -- messages a minute accepted (throttled)
+	since       INTEGER NOT NULL,   -- unix seconds
+	until       INTEGER NOT NULL,   -- suspended until; 0 for none
+	tempfails   INTEGER NOT NULL,   -- in the window
+	successes   INTEGER NOT NULL,   -- in the window
+	reason      TEXT NOT NULL,      -- "rate-limited", "tempfail", "blocklisted"
+	reply       TEXT NOT NULL,      -- the remote's reply that caused it
+	updated     INTEGER NOT NULL,
+	PRIMARY KEY (destination, scope)
+) WITHOUT ROWID;
+CREATE INDEX suppressions_event ON suppressions (event_id);
+`,
 }

@@ -34,6 +34,8 @@ func Run(t *testing.T, open Opener) {
 		{"SoftBounceStreak", testSoftBounceStreak},
 		{"Import", testImport},
 		{"Invalid", testInvalid},
+		{"ListedSince", testListedSince},
+		{"Throttles", testThrottles},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -463,5 +465,74 @@ func testInvalid(t *testing.T, s store.Store) {
 	}
 	if err := s.AddSend(ctx, store.Send{ID: 0, Recipient: "a@x", At: t0, Scope: "s", Stream: "t"}); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("AddSend id 0: %v", err)
+	}
+}
+
+// testListedSince: the policy server's feed of new listings sees every
+// entry once, then only what was listed or relisted after.
+func testListedSince(t *testing.T, s store.Store) {
+	list := func(after int64) (addrs []string, last int64) {
+		t.Helper()
+		noErr(t, s.ListedSince(ctx, after, func(a string, id int64) error {
+			if id <= after || id < last {
+				t.Errorf("event %d after %d, following %d", id, after, last)
+			}
+			addrs, last = append(addrs, a), id
+			return nil
+		}))
+		return addrs, last
+	}
+	if a, _ := list(0); len(a) != 0 {
+		t.Fatalf("empty store lists %v", a)
+	}
+	get(s.Record(ctx, bounce("bob@example.com", "", t0), hardChange("bob@example.com")))(t)
+	get(s.Import(ctx, []store.Suppression{{Scope: "globex", Address: "*@spamtrap.example", Reason: store.Manual, Created: t0}}, t0))(t)
+	a, last := list(0)
+	if fmt.Sprint(a) != "[bob@example.com *@spamtrap.example]" {
+		t.Fatalf("all listings: %v", a)
+	}
+	if a, _ := list(last); len(a) != 0 {
+		t.Errorf("nothing new, yet %v", a)
+	}
+	// An event that changes nothing lists nothing; a new entry does.
+	get(s.Record(ctx, bounce("bob@example.com", "", t0), hardChange("bob@example.com")))(t)
+	get(s.Record(ctx, bounce("carol@example.com", "", t0), hardChange("carol@example.com")))(t)
+	if a, _ := list(last); fmt.Sprint(a) != "[carol@example.com]" {
+		t.Errorf("after event %d: %v", last, a)
+	}
+}
+
+// testThrottles: the throttle state is replaced whole and read back.
+func testThrottles(t *testing.T, s store.Store) {
+	if ts := get(s.Throttles(ctx))(t); len(ts) != 0 {
+		t.Fatalf("empty store: %+v", ts)
+	}
+	in := []store.Throttle{
+		{Destination: "google.com", State: store.ThrottleLimited, Rate: 12.5, Since: t0, Tempfails: 7, Successes: 3,
+			Reason: "rate-limited", Reply: "421 4.7.28 rate limited", Updated: t0.Add(time.Minute)},
+		{Destination: "google.com", Scope: "acme", State: store.ThrottleSuspended, Since: t0, Until: t0.Add(time.Hour),
+			Reason: "blocklisted", Reply: "550 5.7.1 listed at zen.spamhaus.org", Updated: t0},
+	}
+	noErr(t, s.SetThrottles(ctx, in))
+	got := get(s.Throttles(ctx))(t)
+	if fmt.Sprint(got) != fmt.Sprint(in) {
+		t.Errorf("Throttles =\n%+v\nwant\n%+v", got, in)
+	}
+	noErr(t, s.SetThrottles(ctx, in[1:]))
+	if got := get(s.Throttles(ctx))(t); len(got) != 1 || got[0].Scope != "acme" {
+		t.Errorf("after replacing: %+v", got)
+	}
+	if err := s.SetThrottles(ctx, []store.Throttle{in[0], in[0]}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("a destination twice: %v", err)
+	}
+	if err := s.SetThrottles(ctx, []store.Throttle{{State: store.ThrottleLimited}}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("no destination: %v", err)
+	}
+	if got := get(s.Throttles(ctx))(t); len(got) != 1 {
+		t.Errorf("a refused replacement changed the state: %+v", got)
+	}
+	noErr(t, s.SetThrottles(ctx, nil))
+	if got := get(s.Throttles(ctx))(t); len(got) != 0 {
+		t.Errorf("after clearing: %+v", got)
 	}
 }
