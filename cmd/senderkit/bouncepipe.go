@@ -1,7 +1,118 @@
 package main
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/senderkit/senderkit/bouncepipe/intake"
+	"github.com/senderkit/senderkit/internal/logging"
+	"github.com/senderkit/senderkit/internal/token"
+)
+
+const bouncepipeUsage = `[-c FILE] SENDER RECIPIENT    (as Postfix's pipe(8) runs it)
+       senderkit bouncepipe classify [-c FILE] FILE...
+
+Postfix's master.cf runs it for the bounce domain:
+  bouncepipe unix - n n - - pipe flags=Rq user=senderkit argv=/usr/local/bin/senderkit bouncepipe -c /etc/senderkit/senderkit.toml ${sender} ${recipient}
+
+The message is read from standard input. The exit status is 0 when the
+message was handled (recorded, forwarded to the role address, or kept in
+quarantine) and 75 (EX_TEMPFAIL) when it should be tried again later: no
+status ever makes Postfix bounce a bounce.`
+
+// bouncepipeTimeout bounds one run; Postfix's pipe(8) has its own
+// (command_time_limit, default 1000s).
+const bouncepipeTimeout = 2 * time.Minute
+
 func (c *cli) bouncepipe(args []string) int {
-	// 75 keeps the message in Postfix's queue: nothing is lost while the
-	// bounce pipe is missing.
-	return c.notYet("bouncepipe", "issue #5 (the bounce pipe); exiting 75 so Postfix keeps the message", exitTempFail)
+	if len(args) > 0 && args[0] == "classify" {
+		return c.classify(args[1:])
+	}
+	fs := c.newFlags("bouncepipe", bouncepipeUsage)
+	var cf configFlags
+	cf.register(fs)
+	pos, code, ok := parseOrUsage(fs, args)
+	if !ok {
+		// A broken master.cf line: keep the mail while the admin looks.
+		return exitTempFail
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return exitTempFail
+	}
+	_ = code
+	env := intake.Envelope{Sender: pos[0], Recipient: pos[1]}
+	// pipe(8) shows what we write only when we fail: warnings and errors
+	// go there; every decision is also an event in the store.
+	logs := logging.New(c.stderr, "text")
+	cfg, err := cf.load()
+	if err != nil {
+		return c.tempfail("configuration: %v", err)
+	}
+	logs.Apply(cfg.Log)
+	log := logs.For("bouncepipe")
+	ctx, cancel := context.WithTimeout(c.ctx, bouncepipeTimeout)
+	defer cancel()
+
+	f, err := spool(c.stdin)
+	if err != nil {
+		return c.tempfail("%v", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+
+	keys, err := token.LoadKeyring(cfg.KeyDir())
+	if err != nil {
+		return c.tempfail("%v", err)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return c.tempfail("store: %v", err)
+	}
+	defer st.Close()
+	in := &intake.Intake{Config: cfg, Keys: keys, Store: st, Log: log}
+	out, err := in.Process(ctx, env, f)
+	if err != nil {
+		if !errors.Is(err, intake.ErrTemporary) {
+			log.Error("unexpected failure; Postfix will try again", "err", err)
+		}
+		return c.tempfail("%v", err)
+	}
+	log.Debug("handled", "kind", out.Kind, "token", out.Token, "action", out.Action, "address", out.Recipient,
+		"scope", out.Scope, "events", out.Events, "duplicates", out.Duplicates)
+	fmt.Fprintf(c.stdout, "%s: %s (token %s)\n", out.Kind, out.Action, out.Token)
+	return exitOK
 }
+
+// tempfail reports a failure that Postfix should retry: exit 75.
+func (c *cli) tempfail(format string, a ...any) int {
+	fmt.Fprintf(c.stderr, "senderkit bouncepipe: %s; Postfix will try again\n", fmt.Sprintf(format, a...))
+	return exitTempFail
+}
+
+// spool saves the message to a temporary file: the message is read more
+// than once (hash, parse, forward or quarantine) and may be large, so it
+// is not kept in memory.
+func spool(r io.Reader) (*os.File, error) {
+	f, err := os.CreateTemp("", "senderkit-bounce-*.eml")
+	if err != nil {
+		return nil, fmt.Errorf("spool message: %w", err)
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("read message from standard input: %w", err)
+	}
+	return f, nil
+}
+
+// classify prints how the bounce pipe reads saved messages, one JSON
+// object per recipient record, without touching the store.
+func (c *cli) classify(args []string) int {
+	return c.notYet("bouncepipe classify", "the classifier's JSON output", exitFailure)
+}
+

@@ -50,17 +50,3 @@ func TestUsageAndVersion(t *testing.T) {
 		t.Errorf("version: %+v", r)
 	}
 }
-
-// Commands a later issue fills in say so and exit non-zero; the bounce
-// pipe exits 75 so that Postfix keeps the message.
-func TestNotYet(t *testing.T) {
-	for _, c := range []struct {
-		cmd  string
-		code int
-	}{{"report", exitFailure}, {"dkim", exitFailure}, {"bouncepipe", exitTempFail}} {
-		r := runCLI(t, "", c.cmd)
-		if r.code != c.code || !strings.Contains(r.stderr, "not built yet") {
-			t.Errorf("%s: %+v", c.cmd, r)
-		}
-	}
-}
