@@ -71,7 +71,9 @@ func appendTo(t *testing.T, path string, lines ...string) {
 	}
 }
 
-func line(i int) string { return fmt.Sprintf("Nov 23 15:09:%02d lab postfix/smtp[1]: line %d %s", i%60, i, strings.Repeat("x", i)) }
+func line(i int) string {
+	return fmt.Sprintf("Nov 23 15:09:%02d lab postfix/smtp[1]: line %d %s", i%60, i, strings.Repeat("x", i))
+}
 
 // TestFileRotationAndRestart: every line is handed over exactly once
 // through partial writes, rename-and-create rotation, copytruncate
