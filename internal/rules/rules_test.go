@@ -173,4 +173,3 @@ func TestUnsubscribeCoverage(t *testing.T) {
 		t.Error("a repeated request was recorded twice")
 	}
 }
-

@@ -176,6 +176,16 @@ func (d *DB) Close() error {
 }
 
 func (d *DB) migrate(ctx context.Context) error {
+	// Most opens find the schema current: check with a plain read, so
+	// that the many short bounce pipes do not each take the write lock.
+	var v int
+	err := d.retry(ctx, func() error { return d.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v) })
+	if err != nil {
+		return fmt.Errorf("sqlitestore: read schema version of %s: %w", d.path, err)
+	}
+	if v == len(migrations) {
+		return nil
+	}
 	return d.write(ctx, func(tx *sql.Tx) error {
 		var v int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
