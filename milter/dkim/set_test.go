@@ -129,8 +129,8 @@ func TestAlignmentRefused(t *testing.T) {
 		refused  string // part of the error, "" for accepted
 	}{
 		{"*@example.com corp\n", nil, ""},
-		{"*@mail.example.com corp\n", nil, ""},  // same organisational domain
-		{"*@*.example.com corp\n", nil, ""},     // subdomains of example.com
+		{"*@mail.example.com corp\n", nil, ""}, // same organisational domain
+		{"*@*.example.com corp\n", nil, ""},    // subdomains of example.com
 		{"*@example.net corp\n", nil, "does not align"},
 		{"* corp\n", nil, "can match any From domain"},
 		{"*@* corp\n", nil, "can match any From domain"},
