@@ -65,6 +65,11 @@ type Send struct {
 	Recipient string // normalised; "" for a message-level token (transactional mail to several recipients)
 	QueueID   string // Postfix queue ID of the copy
 	At        time.Time
+	// MessageKey identifies the submission the copy came from (the
+	// milter's fingerprint of a bulk message), so that a submission
+	// retried after a failure finds the copies already queued and does
+	// not send them twice. "" for none.
+	MessageKey string
 }
 
 // EventType says what happened.
@@ -294,6 +299,15 @@ type Store interface {
 	Send(ctx context.Context, id uint64) (Send, error)
 	// SendsByQueueID returns the copies Postfix queued under qid.
 	SendsByQueueID(ctx context.Context, qid string) ([]Send, error)
+	// AddSends records copies in one transaction, all or none. A send
+	// with a MessageKey is skipped when a send with the same MessageKey
+	// and Recipient was recorded within window before its At; added[i]
+	// says whether sends[i] was recorded. A taken id fails the whole
+	// call with ErrDuplicate.
+	AddSends(ctx context.Context, sends []Send, window time.Duration) (added []bool, err error)
+	// SendsByMessageKey returns the copies recorded with key at or after
+	// since.
+	SendsByMessageKey(ctx context.Context, key string, since time.Time) ([]Send, error)
 
 	// Record appends ev (ev.ID and the returned EventID are set) and
 	// applies ch, in one transaction.

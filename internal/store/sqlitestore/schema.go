@@ -96,4 +96,10 @@ CREATE TABLE throttles (
 ) WITHOUT ROWID;
 CREATE INDEX suppressions_event ON suppressions (event_id);
 `,
+	// 4: the submission each copy came from, so that the milter finds
+	// the copies a retried submission already queued.
+	`
+ALTER TABLE sends ADD COLUMN message_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX sends_message_key ON sends (message_key, recipient, at) WHERE message_key != '';
+`,
 }

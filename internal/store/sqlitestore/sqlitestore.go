@@ -401,32 +401,74 @@ func (d *DB) Name(ctx context.Context, kind store.NameKind, id uint32) (string, 
 
 // AddSend implements store.Store.
 func (d *DB) AddSend(ctx context.Context, s store.Send) error {
-	if s.ID == 0 || s.ID > 1<<63-1 || s.At.IsZero() {
-		return fmt.Errorf("%w: send %+v", store.ErrInvalid, s)
+	_, err := d.AddSends(ctx, []store.Send{s}, 0)
+	return err
+}
+
+// addSendSQL inserts a send unless the key ?8 (when not empty) was
+// recorded for the same recipient at or after ?9.
+const addSendSQL = `INSERT INTO sends (id, scope_id, stream_id, recipient, queue_id, at, message_key)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+WHERE ?8 = '' OR NOT EXISTS (SELECT 1 FROM sends WHERE message_key = ?8 AND recipient = ?4 AND at >= ?9)`
+
+// AddSends implements store.Store.
+func (d *DB) AddSends(ctx context.Context, sends []store.Send, window time.Duration) ([]bool, error) {
+	for _, s := range sends {
+		if s.ID == 0 || s.ID > 1<<63-1 || s.At.IsZero() {
+			return nil, fmt.Errorf("%w: send %+v", store.ErrInvalid, s)
+		}
 	}
 	var pend pendingNames
+	added := make([]bool, len(sends))
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		pend = pend[:0]
-		sc, err := d.idTx(ctx, tx, store.ScopeName, s.Scope, &pend)
+		ins, err := tx.PrepareContext(ctx, addSendSQL)
 		if err != nil {
 			return err
 		}
-		st, err := d.idTx(ctx, tx, store.StreamName, s.Stream, &pend)
-		if err != nil {
-			return err
+		defer ins.Close()
+		for i, s := range sends {
+			sc, err := d.idTx(ctx, tx, store.ScopeName, s.Scope, &pend)
+			if err != nil {
+				return err
+			}
+			st, err := d.idTx(ctx, tx, store.StreamName, s.Stream, &pend)
+			if err != nil {
+				return err
+			}
+			check := s.MessageKey
+			if window <= 0 {
+				check = ""
+			}
+			res, err := ins.ExecContext(ctx, int64(s.ID), sc, st, s.Recipient, s.QueueID, s.At.Unix(), s.MessageKey,
+				check, s.At.Add(-window).Unix())
+			if isConstraint(err) {
+				return fmt.Errorf("%w: send id %d", store.ErrDuplicate, s.ID)
+			}
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			added[i] = n == 1
 		}
-		_, err = tx.ExecContext(ctx, "INSERT INTO sends (id, scope_id, stream_id, recipient, queue_id, at) VALUES (?, ?, ?, ?, ?, ?)",
-			int64(s.ID), sc, st, s.Recipient, s.QueueID, s.At.Unix())
-		if isConstraint(err) {
-			return fmt.Errorf("%w: send id %d", store.ErrDuplicate, s.ID)
-		}
-		return err
+		return nil
 	})
 	if err != nil {
-		return wrap("add send", err)
+		return nil, wrap("add sends", err)
 	}
 	d.commitNames(pend)
-	return nil
+	return added, nil
+}
+
+// SendsByMessageKey implements store.Store.
+func (d *DB) SendsByMessageKey(ctx context.Context, key string, since time.Time) ([]store.Send, error) {
+	if key == "" {
+		return nil, nil
+	}
+	return d.querySends(ctx, "message key "+key, "SELECT "+sendCols+" WHERE s.message_key = ? AND s.at >= ? ORDER BY s.id", key, since.Unix())
 }
 
 func isConstraint(err error) bool {
@@ -443,13 +485,13 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("sqlitestore: %s: %w", op, err)
 }
 
-const sendCols = `s.id, sc.name, st.name, s.recipient, s.queue_id, s.at
+const sendCols = `s.id, sc.name, st.name, s.recipient, s.queue_id, s.at, s.message_key
 FROM sends s JOIN names sc ON sc.id = s.scope_id JOIN names st ON st.id = s.stream_id`
 
 func scanSend(row interface{ Scan(...any) error }) (store.Send, error) {
 	var s store.Send
 	var id, at int64
-	err := row.Scan(&id, &s.Scope, &s.Stream, &s.Recipient, &s.QueueID, &at)
+	err := row.Scan(&id, &s.Scope, &s.Stream, &s.Recipient, &s.QueueID, &at, &s.MessageKey)
 	s.ID, s.At = uint64(id), time.Unix(at, 0).UTC()
 	return s, err
 }
@@ -468,16 +510,21 @@ func (d *DB) Send(ctx context.Context, id uint64) (store.Send, error) {
 
 // SendsByQueueID implements store.Store.
 func (d *DB) SendsByQueueID(ctx context.Context, qid string) ([]store.Send, error) {
-	rows, err := d.r.QueryContext(ctx, "SELECT "+sendCols+" WHERE s.queue_id = ? ORDER BY s.id", qid)
+	return d.querySends(ctx, "queue id "+qid, "SELECT "+sendCols+" WHERE s.queue_id = ? ORDER BY s.id", qid)
+}
+
+// querySends reads the sends a query selects; what names them in errors.
+func (d *DB) querySends(ctx context.Context, what, query string, args ...any) ([]store.Send, error) {
+	rows, err := d.r.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: sends of queue id %s: %w", qid, err)
+		return nil, fmt.Errorf("sqlitestore: sends of %s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []store.Send
 	for rows.Next() {
 		s, err := scanSend(rows)
 		if err != nil {
-			return nil, fmt.Errorf("sqlitestore: sends of queue id %s: %w", qid, err)
+			return nil, fmt.Errorf("sqlitestore: sends of %s: %w", what, err)
 		}
 		out = append(out, s)
 	}

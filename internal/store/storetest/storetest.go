@@ -24,6 +24,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"Names", testNames},
 		{"Sends", testSends},
+		{"SendsDeduplicated", testSendsDedupe},
 		{"EventKeyIsIdempotent", testEventKey},
 		{"SuppressAndLookup", testSuppressLookup},
 		{"ScopesAreIsolated", testScopes},
@@ -115,6 +116,69 @@ func testSends(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Send(ctx, 12345); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Send(unknown): %v", err)
+	}
+}
+
+// A retried submission finds the copies already recorded: AddSends
+// skips a send whose message key and recipient were recorded within the
+// window, records the rest in the same call, and SendsByMessageKey lists
+// them.
+func testSendsDedupe(t *testing.T, s store.Store) {
+	const key = "fp-1"
+	first := []store.Send{
+		{ID: 101, Scope: "acme", Stream: "news", Recipient: "a@example.com", QueueID: "Q1", At: t0, MessageKey: key},
+		{ID: 102, Scope: "acme", Stream: "news", Recipient: "b@example.com", QueueID: "Q2", At: t0, MessageKey: key},
+	}
+	added := get(s.AddSends(ctx, first, time.Hour))(t)
+	if len(added) != 2 || !added[0] || !added[1] {
+		t.Fatalf("first AddSends: added %v, want both", added)
+	}
+	retry := []store.Send{
+		{ID: 201, Scope: "acme", Stream: "news", Recipient: "b@example.com", QueueID: "Q3", At: t0.Add(30 * time.Minute), MessageKey: key},
+		{ID: 202, Scope: "acme", Stream: "news", Recipient: "c@example.com", QueueID: "Q4", At: t0.Add(30 * time.Minute), MessageKey: key},
+		{ID: 203, Scope: "acme", Stream: "news", Recipient: "b@example.com", QueueID: "Q5", At: t0.Add(30 * time.Minute), MessageKey: "other"},
+	}
+	added = get(s.AddSends(ctx, retry, time.Hour))(t)
+	if len(added) != 3 || added[0] || !added[1] || !added[2] {
+		t.Errorf("retried AddSends: added %v, want [false true true]", added)
+	}
+	if _, err := s.Send(ctx, 201); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the skipped send was recorded: %v", err)
+	}
+	got := get(s.SendsByMessageKey(ctx, key, t0))(t)
+	var rcpts []string
+	for _, g := range got {
+		rcpts = append(rcpts, g.Recipient)
+		if g.MessageKey != key {
+			t.Errorf("send %d has key %q", g.ID, g.MessageKey)
+		}
+	}
+	if fmt.Sprint(rcpts) != "[a@example.com b@example.com c@example.com]" {
+		t.Errorf("SendsByMessageKey = %v", rcpts)
+	}
+	if n := len(get(s.SendsByMessageKey(ctx, key, t0.Add(time.Minute)))(t)); n != 1 {
+		t.Errorf("SendsByMessageKey since t0+1m: %d sends, want 1", n)
+	}
+	// Outside the window, the same copy is a new send.
+	late := store.Send{ID: 301, Scope: "acme", Stream: "news", Recipient: "a@example.com", QueueID: "Q6", At: t0.Add(2 * time.Hour), MessageKey: key}
+	if added := get(s.AddSends(ctx, []store.Send{late}, time.Hour))(t); !added[0] {
+		t.Error("a send outside the window was skipped")
+	}
+	// Without a window nothing is skipped.
+	again := store.Send{ID: 302, Scope: "acme", Stream: "news", Recipient: "a@example.com", QueueID: "Q7", At: t0.Add(2 * time.Hour), MessageKey: key}
+	if added := get(s.AddSends(ctx, []store.Send{again}, 0))(t); !added[0] {
+		t.Error("a send was skipped with window 0")
+	}
+	// A taken id fails the whole call, which records nothing.
+	_, err := s.AddSends(ctx, []store.Send{
+		{ID: 401, Scope: "acme", Stream: "news", Recipient: "d@example.com", At: t0},
+		{ID: 101, Scope: "acme", Stream: "news", Recipient: "e@example.com", At: t0},
+	}, time.Hour)
+	if !errors.Is(err, store.ErrDuplicate) {
+		t.Errorf("AddSends with a taken id: %v, want ErrDuplicate", err)
+	}
+	if _, err := s.Send(ctx, 401); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a failed AddSends recorded part of its sends: %v", err)
 	}
 }
 
