@@ -1,10 +1,22 @@
 package main
 
-// policyPart returns the policy server, or nil when none is configured.
+import (
+	"context"
+
+	"github.com/senderkit/senderkit/policyd"
+)
+
+// policyPart returns the policy server and the Postfix log follower that
+// feeds its throttling, or nil when neither is configured.
 func (s *server) policyPart() *part {
-	l := s.cfg().Policy.Listen
-	if l == "" {
+	p := s.cfg().Policy
+	if p.Listen == "" && p.Maillog == "" {
 		return nil
 	}
-	return s.waitPart("policy", string(l), "issue #6")
+	svc := &policyd.Service{
+		Store:  s.store,
+		Config: s.cfg,
+		Log:    s.logs.For("policy"),
+	}
+	return &part{"policy", func(ctx context.Context) error { return svc.Run(ctx) }}
 }

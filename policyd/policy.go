@@ -1,0 +1,155 @@
+package policyd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/senderkit/senderkit/conf"
+	"github.com/senderkit/senderkit/internal/addr"
+	"github.com/senderkit/senderkit/internal/store"
+)
+
+// Policy decides on each RCPT: the recipient's suppression in the
+// sender's scope first, then its destination's throttle.
+type Policy struct {
+	Store    store.Store
+	Config   func() *conf.Config
+	Filter   *Filter
+	Throttle *Throttler
+	Grouper  *Grouper
+	Log      *slog.Logger
+	Now      func() time.Time
+
+	storeErrors  atomic.Int64 // failed lookups since the last report
+	lastErrorLog atomic.Int64 // unix nanoseconds
+}
+
+// Actions (Postfix access(5)).
+const (
+	dunno = "DUNNO"
+	// deferIfPermit defers unless a later restriction rejects anyway.
+	deferIfPermit = "DEFER_IF_PERMIT "
+)
+
+// Decide implements Decider.
+func (p *Policy) Decide(ctx context.Context, req *Request) string {
+	// SMTPD_POLICY_README: smtpd sends protocol_state; senderkit is meant
+	// for smtpd_recipient_restrictions and only judges recipients.
+	if req.ProtocolState != "RCPT" || req.Recipient == "" {
+		return dunno
+	}
+	cfg := p.Config()
+	rcpt, err := addr.Normalize(req.Recipient, addr.Options{CaseSensitiveLocal: cfg.Addresses.CaseSensitiveLocal})
+	if err != nil {
+		return dunno // smtpd's own checks deal with broken addresses
+	}
+	client, _ := netip.ParseAddr(req.ClientAddress)
+	sc := cfg.ScopeFor(conf.Envelope{SASLUser: req.SASLUsername, Sender: req.Sender, Client: client, Daemon: req.PolicyContext})
+	if sc != nil {
+		if action, done := p.suppression(ctx, cfg, sc, rcpt, req); done {
+			return action
+		}
+	}
+	if p.Throttle.Active() {
+		scope := ""
+		if sc != nil {
+			scope = sc.Name
+		}
+		gctx, cancel := context.WithTimeout(ctx, cfg.Policy.StoreTimeout.D())
+		group := p.Grouper.Group(gctx, addr.Domain(rcpt))
+		cancel()
+		if v := p.Throttle.Admit(group, scope); !v.OK {
+			text := deferText(group, v)
+			p.Log.Info("deferred: destination throttled", "queue_id", req.QueueID, "instance", req.Instance,
+				"scope", scope, "recipient", rcpt, "destination", group, "reason", v.Reason, "retry", v.Retry.UTC().Format(time.RFC3339))
+			return deferIfPermit + text
+		}
+	}
+	return dunno
+}
+
+// suppression checks the recipient against the scope's suppression list.
+// done is false when the recipient may be mailed.
+func (p *Policy) suppression(ctx context.Context, cfg *conf.Config, sc *conf.Scope, rcpt string, req *Request) (action string, done bool) {
+	if !p.Filter.MayContain(rcpt) && !p.Filter.MayContain(addr.DomainPattern(rcpt)) {
+		return "", false
+	}
+	// At RCPT the stream is known only when the scope has one: the stream
+	// header, which takes precedence over the sender and the service, is
+	// read later by the milter. So stream-level entries are left to the
+	// milter, and whole-scope entries (and the administrator's
+	// all-scopes ones) are enforced here.
+	stream := ""
+	if len(sc.Streams) == 1 {
+		stream = sc.Streams[0].Name
+	}
+	lctx, cancel := context.WithTimeout(ctx, cfg.Policy.StoreTimeout.D())
+	defer cancel()
+	e, found, err := p.Store.Lookup(lctx, store.Query{Scope: sc.Name, Stream: stream, Address: rcpt, At: p.Now()})
+	if err != nil {
+		return p.storeError(cfg, sc, rcpt, req, err)
+	}
+	if !found {
+		return "", false
+	}
+	text := suppressedText(e)
+	p.Log.Info("suppressed recipient refused", "queue_id", req.QueueID, "instance", req.Instance, "scope", sc.Name,
+		"recipient", rcpt, "entry", e.Address, "entry_scope", e.Scope, "reason", e.Reason, "action", sc.SuppressedAction)
+	switch sc.SuppressedAction {
+	case conf.ActionDiscard:
+		return "DISCARD " + text, true
+	case conf.ActionHold:
+		return "HOLD " + text, true
+	}
+	// RFC 3463 §3.8: X.7.1 "delivery not authorized, message refused".
+	return "550 5.7.1 " + text, true
+}
+
+// storeError answers when the list cannot be read, as configured, and
+// says so loudly: every failure at first, then a count every 10 seconds.
+func (p *Policy) storeError(cfg *conf.Config, sc *conf.Scope, rcpt string, req *Request, err error) (string, bool) {
+	n := p.storeErrors.Add(1)
+	now := time.Now().UnixNano()
+	if last := p.lastErrorLog.Load(); now-last >= int64(10*time.Second) && p.lastErrorLog.CompareAndSwap(last, now) {
+		p.storeErrors.Store(0)
+		p.Log.Error("cannot read the suppression list", "err", err, "failures", n, "on_store_error", cfg.Policy.OnStoreError,
+			"queue_id", req.QueueID, "instance", req.Instance, "scope", sc.Name, "recipient", rcpt)
+	}
+	if cfg.Policy.OnStoreError == conf.OnErrorDunno {
+		return "", false
+	}
+	return deferIfPermit + "4.3.0 cannot check the recipient against the suppression list now; try again later", true
+}
+
+// suppressedText says why and since when, from the entry that applies:
+// the sender's own scope's or the administrator's all-scopes entry, never
+// another scope's, and without the evidence's details (a diagnostic may
+// quote other mail).
+func suppressedText(e store.Suppression) string {
+	day := e.Created.UTC().Format("2006-01-02")
+	who := "recipient"
+	if addr.IsDomainPattern(e.Address) {
+		who = "recipient domain " + addr.Domain(e.Address)
+	}
+	var why string
+	switch e.Reason {
+	case store.Unsubscribe:
+		why = fmt.Sprintf("%s unsubscribed on %s", who, day)
+	case store.Complained:
+		why = fmt.Sprintf("%s complained about earlier mail on %s", who, day)
+	case store.HardBounce:
+		why = fmt.Sprintf("%s address bounced permanently on %s", who, day)
+	case store.SoftBounce:
+		why = fmt.Sprintf("%s address bounced repeatedly; suppressed on %s until %s", who, day, e.Expires.UTC().Format("2006-01-02"))
+	default:
+		why = fmt.Sprintf("%s suppressed by the administrator on %s", who, day)
+	}
+	if e.Scope == store.AllScopes {
+		why += " (for every sender)"
+	}
+	return why
+}

@@ -1,0 +1,203 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/senderkit/senderkit/conf"
+	"github.com/senderkit/senderkit/internal/logfollow"
+	"github.com/senderkit/senderkit/internal/store"
+)
+
+// Service is everything `senderkit serve` runs for the policy server:
+// the server itself, the refresh of its suppression filter, the Postfix
+// log follower that feeds the throttle, and the saving of the throttle
+// state for reports. Thresholds and limits follow the live
+// configuration; the listening address and the log source are read at
+// start.
+type Service struct {
+	Store  store.Store
+	Config func() *conf.Config
+	Log    *slog.Logger
+	// Resolver answers MX lookups; nil asks the DNS server of
+	// policy.resolver.
+	Resolver Resolver
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+	// Listener, if set, is served instead of opening policy.listen.
+	Listener net.Listener
+
+	// Throttle and Filter are the live state (set by Run; for tests).
+	Throttle *Throttler
+	Filter   *Filter
+}
+
+// saveEvery is how often a changed throttle state is written to the
+// store.
+const saveEvery = time.Second
+
+// Run runs until ctx ends; it fails early only when it cannot listen.
+func (s *Service) Run(ctx context.Context) error {
+	now := s.Now
+	if now == nil {
+		now = time.Now
+	}
+	cfg := s.Config()
+	res := s.Resolver
+	if res == nil {
+		res = configResolver{s.Config}
+	}
+	s.Throttle = NewThrottler(func() *conf.Throttle { return &s.Config().Policy.Throttle }, now)
+	if ts, err := s.Store.Throttles(ctx); err != nil {
+		s.Log.Error("reading the saved throttle state failed; starting afresh", "err", err)
+	} else {
+		s.Throttle.Restore(ts)
+	}
+	s.Filter = &Filter{}
+	grouper := &Grouper{Resolver: res, Now: now, Static: func(d string) string { return s.Config().Policy.Throttle.Group(d) }}
+
+	ln := s.Listener
+	if ln == nil && cfg.Policy.Listen != "" {
+		var err error
+		if ln, err = listen(cfg.Policy.Listen); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { s.refreshFilter(ctx) })
+	wg.Go(func() { s.saveThrottle(ctx) })
+	if src := cfg.Policy.Maillog; src != "" {
+		d := &Deliveries{Store: s.Store, Config: s.Config, Throttle: s.Throttle, Grouper: grouper, Log: s.Log, Now: now}
+		f := follower(src, cfg.StateDir, s.Log)
+		s.Log.Info("following Postfix's log", "source", src)
+		wg.Go(func() {
+			if err := f.Follow(ctx, d.Line); err != nil {
+				s.Log.Error("the Postfix log follower stopped", "source", src, "err", err)
+			}
+		})
+	}
+	var err error
+	if ln != nil {
+		srv := &Server{
+			Decider: &Policy{Store: s.Store, Config: s.Config, Filter: s.Filter, Throttle: s.Throttle, Grouper: grouper, Log: s.Log, Now: now},
+			Limits:  func() ServerLimits { return limitsOf(s.Config()) },
+			Log:     s.Log,
+		}
+		s.Log.Info("policy server listening", "listen", ln.Addr().String())
+		err = srv.Serve(ctx, ln)
+	}
+	wg.Wait()
+	return err
+}
+
+func limitsOf(c *conf.Config) ServerLimits {
+	p := c.Policy
+	return ServerLimits{
+		Limits:         Limits{MaxLine: p.MaxLineLength, MaxAttributes: p.MaxAttributes},
+		IdleTimeout:    p.IdleTimeout.D(),
+		RequestTimeout: p.RequestTimeout.D(),
+		MaxConnections: p.MaxConnections,
+	}
+}
+
+// listen opens a Postfix-style address. A unix socket left by a previous
+// run is replaced, and made writable by Postfix's unprivileged smtpd.
+func listen(l conf.Listen) (net.Listener, error) {
+	network, address, err := l.Split()
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(address)
+		}
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("policyd: listen on %s: %w", l, err)
+	}
+	if network == "unix" {
+		if err := os.Chmod(address, 0o666); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("policyd: %w", err)
+		}
+	}
+	return ln, nil
+}
+
+// follower returns the follower of a policy.maillog source.
+func follower(src, stateDir string, log *slog.Logger) logfollow.Follower {
+	if src == conf.MaillogJournal {
+		return &logfollow.Journal{State: filepath.Join(stateDir, "journal.cursor"), Log: log}
+	}
+	return &logfollow.File{Path: src, State: filepath.Join(stateDir, "maillog.position"), Log: log}
+}
+
+// refreshFilter keeps the suppression filter current.
+func (s *Service) refreshFilter(ctx context.Context) {
+	var failing bool
+	for {
+		start := time.Now()
+		err := s.Filter.Refresh(ctx, s.Store)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			s.Log.Error("the suppression filter cannot be refreshed; every recipient is looked up in the store until it can", "err", err)
+			failing = true
+		case err == nil && failing:
+			s.Log.Info("the suppression filter is refreshed again")
+			failing = false
+		case err == nil && time.Since(start) > time.Second:
+			s.Log.Info("suppression filter built", "took", time.Since(start).Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.Config().Policy.Refresh.D()):
+		}
+	}
+}
+
+// saveThrottle writes the throttle state to the store when it changed.
+func (s *Service) saveThrottle(ctx context.Context) {
+	var saved int64 = -1
+	var wasEmpty bool
+	t := time.NewTicker(saveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		gen := s.Throttle.Generation()
+		if gen == saved {
+			continue
+		}
+		snap := s.Throttle.Snapshot()
+		if len(snap) == 0 && wasEmpty {
+			saved = s.Throttle.Generation()
+			continue
+		}
+		if err := s.Store.SetThrottles(ctx, snap); err != nil {
+			if !errors.Is(err, context.Canceled) {
+				s.Log.Error("saving the throttle state failed", "err", err)
+			}
+			continue
+		}
+		saved, wasEmpty = s.Throttle.Generation(), len(snap) == 0
+	}
+}
+
+// configResolver asks the DNS server the live configuration names.
+type configResolver struct{ cfg func() *conf.Config }
+
+func (r configResolver) LookupMX(ctx context.Context, domain string) ([]MX, time.Duration, error) {
+	return (&DNSResolver{Server: r.cfg().Policy.Resolver}).LookupMX(ctx, domain)
+}
