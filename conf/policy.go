@@ -170,6 +170,7 @@ func defaultPolicy() Policy {
 				`(?i)(temporarily|temporary) (deferred|rate|throttled)`,
 				`(?i)throttl`,
 				`(?i)unexpected volume`,
+				`(?i)unusual rate`,
 				`(?i)exceeded .*(limit|quota|rate)`,
 				`(?i)server busy`,
 			},
