@@ -14,12 +14,15 @@ import (
 	"github.com/senderkit/senderkit/internal/logging"
 	"github.com/senderkit/senderkit/internal/store"
 	"github.com/senderkit/senderkit/internal/token"
+	"github.com/senderkit/senderkit/unsubscribe"
+	"github.com/senderkit/senderkit/milter/dkim"
 )
 
 // state is what a reload replaces, all of it or none of it.
 type state struct {
 	cfg  *conf.Config
 	keys *token.Keyring
+	dkim *dkim.Set // nil: no signing tables
 }
 
 // stateLoader reads the configuration and everything that comes with it.
@@ -33,11 +36,16 @@ func stateLoader(cf configFlags) conf.Loader[*state] {
 		if err != nil {
 			return nil, nil, err
 		}
+		signing, err := loadDKIM(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
 		paths := []string{cfg.KeyDir()}
 		if cfg.File() != "" {
 			paths = append(paths, cfg.File())
 		}
-		return &state{cfg: cfg, keys: keys}, paths, nil
+		paths = append(paths, signing.Files()...)
+		return &state{cfg: cfg, keys: keys, dkim: signing}, paths, nil
 	}
 }
 
@@ -47,6 +55,8 @@ type server struct {
 	state *conf.Watcher[*state]
 	store store.Store
 	logs  *logging.Set
+
+	unsubscribe *unsubscribe.Server // set by httpPart, for metrics
 }
 
 // cfg returns the configuration in force.

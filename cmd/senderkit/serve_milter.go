@@ -1,10 +1,76 @@
 package main
 
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/senderkit/senderkit/conf"
+	"github.com/senderkit/senderkit/milter"
+	"github.com/senderkit/senderkit/milter/dkim"
+)
+
+// loadDKIM reads the DKIM tables and keys the configuration names.
+func loadDKIM(cfg *conf.Config) (*dkim.Set, error) {
+	m := cfg.Milter
+	return dkim.Load(dkim.Options{
+		KeyTable:     m.KeyTable,
+		SigningTable: m.SigningTable,
+		Dir:          cfg.StateDir,
+		Multiple:     m.MultipleSignatures,
+		ProviderKeys: m.ProviderKeys,
+	})
+}
+
 // milterPart returns the outbound milter, or nil when none is configured.
+// Its address is read once: changing milter.listen needs a restart.
 func (s *server) milterPart() *part {
 	l := s.cfg().Milter.Listen
 	if l == "" {
 		return nil
 	}
-	return s.waitPart("milter", string(l), "issue #4")
+	log := s.logs.For("milter")
+	srv := milter.New(milter.Options{
+		State: func() milter.State {
+			st := s.state.Current()
+			return milter.State{Config: st.cfg, Tokens: st.keys, DKIM: st.dkim}
+		},
+		Store: s.store,
+		Log:   log,
+	})
+	return &part{"milter", func(ctx context.Context) error {
+		ln, err := listenMilter(l)
+		if err != nil {
+			return err
+		}
+		log.Info("milter listening", "listen", string(l))
+		return srv.Serve(ctx, ln)
+	}}
+}
+
+// listenMilter opens a Postfix-style socket address. A unix socket left by a
+// previous run is replaced; the new one is mode 0660, for a postfix user
+// in senderkit's group.
+func listenMilter(l conf.Listen) (net.Listener, error) {
+	network, address, err := l.Split()
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(address)
+		}
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", l, err)
+	}
+	if network == "unix" {
+		if err := os.Chmod(address, 0o660); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen on %s: %w", l, err)
+		}
+	}
+	return ln, nil
 }

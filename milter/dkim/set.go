@@ -336,3 +336,34 @@ func (s *Set) key(e *KeyEntry, d string) (crypto.Signer, error) {
 	s.dynamic.Store(p, k)
 	return k, nil
 }
+
+// Record is the DNS TXT record of one KeyTable entry's key.
+type Record struct {
+	Entry    *KeyEntry
+	Name     string // selector._domainkey.domain
+	TXT      string
+	Describe string // "RSA 2048"
+	Err      error  // why there is none
+}
+
+// Records lists the TXT records to publish for the KeyTable's keys that
+// Load read (those that do not depend on the From domain).
+func (s *Set) Records() []Record {
+	var out []Record
+	for i := range s.keys.Entries {
+		e := &s.keys.Entries[i]
+		r := Record{Entry: e, Name: RecordName(e.Selector, e.Domain)}
+		k, ok := s.static[e.Key]
+		switch {
+		case e.Domain == "%" || strings.Contains(e.Key, "%") && e.IsPath():
+			r.Err = errors.New("depends on the From domain; run dkim keygen per domain")
+		case !ok:
+			r.Err = errors.New("not used by the SigningTable, not read")
+		default:
+			r.TXT, r.Err = TXTRecord(k)
+			r.Describe = Describe(k)
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -219,6 +219,14 @@ func parseKeyEntry(l line, d Dataset) (KeyEntry, error) {
 // selectorRE is a selector: dot-separated DNS labels (RFC 6376 §3.1).
 var selectorRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$`)
 
+// CheckSelector says whether s can be a selector.
+func CheckSelector(s string) error {
+	if !selectorRE.MatchString(s) {
+		return fmt.Errorf("selector %q is not a DNS name", s)
+	}
+	return nil
+}
+
 // Lookup returns the entry for a key name as OpenDKIM finds it: the
 // first line whose name is name (case-sensitive), or in a refile: table
 // whose pattern matches it.
