@@ -53,7 +53,7 @@ type tx struct {
 	tooBig   bool
 
 	queueID string
-	p       *plan            // nil: pass the message unchanged
+	p       *plan              // nil: pass the message unchanged
 	fail    *gomilter.Response // a decision taken at the end of the header, given at the end
 	body    io.Writer
 	bodyErr error

@@ -14,8 +14,8 @@ import (
 	"github.com/senderkit/senderkit/internal/logging"
 	"github.com/senderkit/senderkit/internal/store"
 	"github.com/senderkit/senderkit/internal/token"
-	"github.com/senderkit/senderkit/unsubscribe"
 	"github.com/senderkit/senderkit/milter/dkim"
+	"github.com/senderkit/senderkit/unsubscribe"
 )
 
 // state is what a reload replaces, all of it or none of it.
