@@ -15,6 +15,7 @@ import (
 	"github.com/senderkit/senderkit/internal/store"
 	"github.com/senderkit/senderkit/internal/token"
 	"github.com/senderkit/senderkit/milter/dkim"
+	"github.com/senderkit/senderkit/unsubscribe"
 )
 
 // state is what a reload replaces, all of it or none of it.
@@ -54,6 +55,8 @@ type server struct {
 	state *conf.Watcher[*state]
 	store store.Store
 	logs  *logging.Set
+
+	unsubscribe *unsubscribe.Server // set by httpPart, for metrics
 }
 
 // cfg returns the configuration in force.

@@ -1,11 +1,107 @@
 package main
 
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/senderkit/senderkit/conf"
+	"github.com/senderkit/senderkit/internal/token"
+	"github.com/senderkit/senderkit/unsubscribe"
+)
+
 // httpPart returns the unsubscribe endpoint, or nil when none is
-// configured.
+// configured. The listen address is read at start; the rest of the
+// configuration, keys and certificates follow reloads.
 func (s *server) httpPart() *part {
-	l := s.cfg().HTTP.Listen
-	if l == "" {
+	cfg := s.cfg()
+	if cfg.HTTP.Listen == "" {
 		return nil
 	}
-	return s.waitPart("http", l, "issue #7")
+	log := s.logs.For("http")
+	us := &unsubscribe.Server{
+		Config: s.cfg,
+		Keys:   func() *token.Keyring { return s.keys() },
+		Store:  s.store,
+		Log:    log,
+	}
+	s.unsubscribe = us
+	return &part{"http", func(ctx context.Context) error {
+		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.HTTP.Listen, err)
+		}
+		srv := &http.Server{
+			Handler:           us,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    32 << 10,
+		}
+		if cfg.HTTP.TLSCert != "" {
+			c := &certs{cfg: s.cfg}
+			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.get}
+			if _, err := c.get(nil); err != nil {
+				ln.Close()
+				return err
+			}
+			ln = tls.NewListener(ln, srv.TLSConfig)
+		}
+		log.Info("unsubscribe endpoint listening", "listen", ln.Addr().String(), "base_url", cfg.HTTP.BaseURL, "tls", cfg.HTTP.TLSCert != "")
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+		}
+		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(shut)
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}}
+}
+
+// certs loads the certificate the configuration names, again whenever
+// its files change, so that a renewed certificate needs no restart.
+type certs struct {
+	cfg  func() *conf.Config
+	mu   sync.Mutex
+	key  string // files and modification times of the loaded pair
+	cert *tls.Certificate
+}
+
+func (c *certs) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cfg := c.cfg()
+	certFile, keyFile := cfg.Path(cfg.HTTP.TLSCert), cfg.Path(cfg.HTTP.TLSKey)
+	ci, err1 := os.Stat(certFile)
+	ki, err2 := os.Stat(keyFile)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	key := fmt.Sprint(certFile, ci.ModTime().UnixNano(), keyFile, ki.ModTime().UnixNano())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.key == key {
+		return c.cert, nil
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		if c.cert != nil {
+			return c.cert, nil // keep serving the old one while the new is half-written
+		}
+		return nil, fmt.Errorf("tls: load %s and %s: %w", certFile, keyFile, err)
+	}
+	c.key, c.cert = key, &pair
+	return c.cert, nil
 }

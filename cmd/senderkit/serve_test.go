@@ -3,12 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/senderkit/senderkit/conf"
+	"github.com/senderkit/senderkit/internal/store"
+	"github.com/senderkit/senderkit/internal/token"
 )
 
 func waitLog(t *testing.T, log *lockedBuffer, want string) {
@@ -82,5 +87,58 @@ func TestServeRefusesBrokenConfig(t *testing.T) {
 	r := runCLI(t, "", "serve", "-c", cfg)
 	if r.code != exitFailure || !strings.Contains(r.stderr, `senderkit.toml:1: state_dir: "relative" is not an absolute path`) {
 		t.Errorf("serve with a broken file: %+v", r)
+	}
+}
+
+// TestServeUnsubscribeEndpoint: serve answers the one-click POST at the
+// URL the milter writes, with the key it created itself.
+func TestServeUnsubscribeEndpoint(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	addr := freeAddr(t)
+	cfg := writeFile(t, dir, "senderkit.toml", fmt.Sprintf(`state_dir = %q
+[milter]
+listen = ""
+[policy]
+listen = ""
+[http]
+listen = %q
+base_url = "http://%s/u/"
+`, state, addr, addr))
+	ctx, cancel := context.WithCancel(context.Background())
+	log := &lockedBuffer{}
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"serve", "-c", cfg}, strings.NewReader(""), log, log) }()
+	defer func() { cancel(); <-done }()
+	waitLog(t, log, "unsubscribe endpoint listening")
+
+	c, _ := conf.Load(cfg)
+	keys, err := token.LoadKeyring(c.KeyDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := openStore(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bg := context.Background()
+	sc, _ := st.ID(bg, store.ScopeName, "default")
+	sm, _ := st.ID(bg, store.StreamName, "bulk")
+	st.AddSend(bg, store.Send{ID: 77, Scope: "default", Stream: "bulk", Recipient: "bob@example.com", At: time.Now()})
+	tok, _ := keys.Encode(token.Token{Kind: token.Copy, Time: time.Now(), SendID: 77, Scope: sc, Stream: sm})
+
+	get, err := http.Get("http://" + addr + "/u/" + tok)
+	if err != nil || get.StatusCode != 200 {
+		t.Fatalf("GET: %v %v", get, err)
+	}
+	get.Body.Close()
+	resp, err := http.Post("http://"+addr+"/u/"+tok, "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if _, ok, _ := st.Lookup(bg, store.Query{Scope: "default", Address: "bob@example.com", At: time.Now()}); !ok {
+		t.Error("the one-click POST to serve did not unsubscribe")
 	}
 }
