@@ -1,0 +1,306 @@
+package bouncepipe
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"strings"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// Header is a message header as read: its fields in order, each unfolded
+// onto one line, names as written. Field names compare case-insensitively
+// (RFC 5322 §1.2.2). The zero Header and a nil *Header are empty.
+type Header struct {
+	fields []Field
+}
+
+// Field is one header field.
+type Field struct {
+	Name, Value string
+}
+
+// Get returns the value of the first field named name, or "".
+func (h *Header) Get(name string) string {
+	if h == nil {
+		return ""
+	}
+	for _, f := range h.fields {
+		if strings.EqualFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// Values returns the values of all fields named name, in order.
+func (h *Header) Values(name string) []string {
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for _, f := range h.fields {
+		if strings.EqualFold(f.Name, name) {
+			out = append(out, f.Value)
+		}
+	}
+	return out
+}
+
+// Has reports whether a field named name is present.
+func (h *Header) Has(name string) bool {
+	if h == nil {
+		return false
+	}
+	for _, f := range h.fields {
+		if strings.EqualFold(f.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Fields returns the fields in order. The slice must not be changed.
+func (h *Header) Fields() []Field {
+	if h == nil {
+		return nil
+	}
+	return h.fields
+}
+
+// Len returns the number of fields.
+func (h *Header) Len() int {
+	if h == nil {
+		return 0
+	}
+	return len(h.fields)
+}
+
+// Mail returns the header as a go-message mail.Header, to decode
+// addresses (AddressList), dates and encoded words (Subject, Text).
+func (h *Header) Mail() *mail.Header {
+	var t textproto.Header
+	fs := h.Fields()
+	for i := len(fs) - 1; i >= 0; i-- {
+		t.Add(fs[i].Name, fs[i].Value) // go-message keeps the last added first
+	}
+	return &mail.Header{Header: message.Header{Header: t}}
+}
+
+// wordDecoder decodes RFC 2047 encoded words in any charset go-message
+// knows.
+var wordDecoder = mime.WordDecoder{CharsetReader: func(charset string, r io.Reader) (io.Reader, error) {
+	if message.CharsetReader == nil {
+		return nil, fmt.Errorf("bouncepipe: no decoder for charset %q", charset)
+	}
+	return message.CharsetReader(strings.ToLower(charset), r)
+}}
+
+// Text returns the value of the first field named name with its encoded
+// words (RFC 2047) decoded; the raw value when they do not decode.
+func (h *Header) Text(name string) string {
+	v := h.Get(name)
+	if !strings.Contains(v, "=?") {
+		return v
+	}
+	if d, err := wordDecoder.DecodeHeader(v); err == nil {
+		return d
+	}
+	return v
+}
+
+// readHeader reads header lines from src up to the blank line that ends
+// them (RFC 5322 §2.1). It keeps at most max bytes, discarding the rest of
+// an over-long header, and skips lines that are neither fields nor
+// continuations, as lenient MTAs do. At the top of a message (top) it also
+// skips an mbox "From " line (RFC 4155) and stray blank lines. When the
+// very first line is not a header field at all, it pushes that line back
+// and returns an empty header, so that a message or part without a header
+// is read as all body. It reports whether any field was found.
+func readHeader(src lineSource, max int, top bool) (Header, bool) {
+	buf := make([]byte, 0, 512) // unfolded fields, one a line
+	first := true
+	over := false // the header outgrew max: skip to its end
+	inField := false
+	for {
+		b, cont, err := src.readLine()
+		if err != nil {
+			break
+		}
+		if cont {
+			// The rest of an over-long line.
+			if inField && !over && len(buf)+len(b) < max {
+				buf = append(buf, trimEOL(b)...)
+			}
+			continue
+		}
+		line := b
+		if first && top && bytes.HasPrefix(line, []byte("From ")) {
+			continue // mbox separator
+		}
+		if isBlank(line) {
+			if first && top {
+				continue
+			}
+			break
+		}
+		if line[0] == '>' && bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From ")) {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if inField && !over {
+				if len(buf)+len(line) < max {
+					buf = append(buf, ' ')
+					buf = append(buf, bytes.TrimSpace(line)...)
+				} else {
+					over = true
+				}
+			}
+			continue
+		}
+		if !isFieldLine(line) {
+			if first {
+				if p, ok := src.(pushback); ok {
+					p.unread(line)
+				}
+				return Header{}, false
+			}
+			inField = false
+			continue
+		}
+		first = false
+		if over || len(buf)+len(line) >= max {
+			over = true
+			inField = false
+			continue
+		}
+		if len(buf) > 0 {
+			buf = append(buf, '\n')
+		}
+		buf = append(buf, trimEOL(line)...)
+		inField = true
+	}
+	return parseFields(string(buf)), len(buf) > 0
+}
+
+// parseFields splits unfolded "Name: value" lines into fields; the fields
+// share the one string.
+func parseFields(s string) Header {
+	if s == "" {
+		return Header{}
+	}
+	h := Header{fields: make([]Field, 0, strings.Count(s, "\n")+1)}
+	for s != "" {
+		line := s
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			line, s = s[:i], s[i+1:]
+		} else {
+			s = ""
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		h.fields = append(h.fields, Field{Name: strings.TrimRight(k, " \t"), Value: strings.TrimSpace(v)})
+	}
+	return h
+}
+
+// pushback is a lineSource that can take back one whole line.
+type pushback interface {
+	unread(line []byte)
+}
+
+// isFieldLine reports whether line starts "Name:" with a field name of
+// printable US-ASCII other than colon (RFC 5322 §2.2).
+func isFieldLine(line []byte) bool {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return false
+	}
+	name := bytes.TrimRight(line[:i], " \t")
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if c < 33 || c > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+func isBlank(line []byte) bool {
+	return len(bytes.Trim(line, " \t\r\n")) == 0
+}
+
+func trimEOL(b []byte) []byte {
+	return bytes.TrimRight(b, "\r\n")
+}
+
+// contentType returns the lower-cased media type and parameters of a
+// Content-Type field. Broken parameters, common in bounces, do not lose
+// the media type or the boundary.
+func contentType(h *Header) (string, map[string]string) {
+	v := h.Get("Content-Type")
+	if v == "" {
+		return "text/plain", map[string]string{}
+	}
+	t, params, err := mime.ParseMediaType(v)
+	if err == nil {
+		return strings.ToLower(t), params
+	}
+	params = map[string]string{}
+	t, rest, _ := strings.Cut(v, ";")
+	t = strings.TrimSpace(t)
+	if i := strings.IndexAny(t, " \t\r\n"); i > 0 {
+		rest = t[i:] + ";" + rest // a parameter without its ";"
+		t = t[:i]
+	}
+	t = strings.ToLower(t)
+	for _, name := range []string{"boundary", "report-type", "charset"} {
+		if val, ok := looseParam(rest, name); ok {
+			params[name] = val
+		}
+	}
+	if !strings.Contains(t, "/") {
+		t = "text/plain"
+	}
+	return t, params
+}
+
+// looseParam finds name=value in broken Content-Type parameters.
+func looseParam(s, name string) (string, bool) {
+	lower := strings.ToLower(s)
+	for off := 0; ; {
+		i := strings.Index(lower[off:], name)
+		if i < 0 {
+			return "", false
+		}
+		i += off
+		off = i + len(name)
+		if i > 0 && (isLetter(s[i-1]) || s[i-1] == '-') {
+			continue
+		}
+		rest := strings.TrimLeft(s[off:], " \t")
+		if !strings.HasPrefix(rest, "=") {
+			continue
+		}
+		rest = strings.TrimLeft(rest[1:], " \t")
+		if strings.HasPrefix(rest, "\"") {
+			if j := strings.IndexByte(rest[1:], '"'); j >= 0 {
+				return rest[1 : 1+j], true
+			}
+			return rest[1:], true
+		}
+		end := strings.IndexAny(rest, " \t;\"")
+		if end < 0 {
+			end = len(rest)
+		}
+		return rest[:end], end > 0
+	}
+}

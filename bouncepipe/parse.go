@@ -1,0 +1,158 @@
+package bouncepipe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-message/mail"
+)
+
+// errReader remembers the first error other than io.EOF that r returns,
+// so Parse can tell a read failure (retry later) from the end of input.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// Parse reads one returned message from r, to its end, and reports what it
+// is. The message may have CRLF or LF line endings, a leading mbox "From "
+// line or the Return-Path that pipe(8) adds. Parse does not fail on
+// malformed mail: what it cannot read gives a Report of kind Unknown or
+// Human. It returns an error only when reading r fails; the partial Report
+// is returned with it.
+func Parse(r io.Reader, opt Options) (*Report, error) {
+	er := &errReader{r: r}
+	src := newBufSource(er)
+	c := walkMessage(src, opt.partCap(), opt.BounceDomain != "")
+	src.release()
+	rep := analyse(c, &opt)
+	if er.err != nil {
+		return rep, fmt.Errorf("bouncepipe: reading message after %d bytes: %w", src.n, er.err)
+	}
+	return rep, nil
+}
+
+// ParseBytes is Parse on a message in memory.
+func ParseBytes(b []byte, opt Options) *Report {
+	rep, _ := Parse(strings.NewReader(string(b)), opt)
+	return rep
+}
+
+var errNothing = errors.New("bouncepipe: empty message")
+
+// analyse decides what the collected message is.
+func analyse(c *collected, opt *Options) *Report {
+	rep := &Report{}
+	rep.Subject = c.header.Text("Subject")
+	if from := c.header.Get("From"); from != "" {
+		if a, err := mail.ParseAddressList(from); err == nil && len(a) > 0 {
+			rep.From = strings.ToLower(a[0].Address)
+		} else if as := findAddresses(from); len(as) > 0 {
+			rep.From = as[0]
+		}
+	}
+	rep.Original = c.original
+
+	m := &mailView{c: c, opt: opt, rep: rep}
+	switch {
+	case m.isAppleUnsubscribe():
+		m.unsubscribe()
+	case m.isFeedback():
+		m.feedback()
+	case m.dsnRecords():
+	case m.ses():
+	case m.nonStandard():
+	case m.autoReply():
+	default:
+		if c.header.Len() == 0 && len(c.texts) == 0 {
+			rep.Kind = Unknown
+		} else {
+			rep.Kind = Human
+			rep.AsksUnsubscribe = IsUnsubscribeRequest(rep.Subject, m.firstText())
+		}
+	}
+	if rep.Original == nil {
+		rep.Original = m.inlineOriginal()
+	}
+	for i := range rep.Records {
+		var x recordCtx
+		if i < len(m.ctx) {
+			x = m.ctx[i]
+		}
+		classify(&rep.Records[i], x)
+	}
+	rep.Tokens = findTokens(rep, c, opt)
+	if opt.isUnsubscribeAddress(opt.Recipient) && (rep.Kind == Human || rep.Kind == AutoReply || rep.Kind == Unknown) {
+		m.unsubscribe()
+	}
+	return rep
+}
+
+// mailView is one message being analysed.
+type mailView struct {
+	c   *collected
+	opt *Options
+	rep *Report
+
+	// ctx[i] is what classification reads for rep.Records[i].
+	ctx        []recordCtx
+	reportStr  *string
+	reportView *view
+}
+
+// recordCtx is the wording around one record: its diagnostic, the
+// report lines about its recipient, and the whole report.
+type recordCtx struct {
+	diag   tagSet
+	v      *view       // the report's text, nil if none
+	seg    []lineRange // the report lines about this recipient
+	mailer bool        // the diagnostic is a local program's (X-Unix)
+}
+
+// own returns the phrases of the report lines about the recipient.
+func (x recordCtx) own() tagSet {
+	if x.v == nil {
+		return tagSet{}
+	}
+	return segmentTags(x.v, x.seg)
+}
+
+// whole returns the phrases of the whole report.
+func (x recordCtx) whole() tagSet {
+	if x.v == nil {
+		return tagSet{}
+	}
+	return x.v.all()
+}
+
+// addRecord appends r with the wording that speaks of it.
+func (m *mailView) addRecord(r Record, x recordCtx) {
+	m.rep.Records = append(m.rep.Records, r)
+	for len(m.ctx) < len(m.rep.Records)-1 {
+		m.ctx = append(m.ctx, recordCtx{})
+	}
+	m.ctx = append(m.ctx, x)
+}
+
+// firstText returns the first text part, or "".
+func (m *mailView) firstText() string {
+	if len(m.c.texts) > 0 {
+		return m.c.texts[0]
+	}
+	return ""
+}
+
+// allText returns the text parts joined.
+func (m *mailView) allText() string {
+	return strings.Join(m.c.texts, "\n")
+}

@@ -1,0 +1,173 @@
+package bouncepipe
+
+// The wording of failure replies, per reason. The rules are tried in
+// order on the words of a diagnostic; the first that matches decides. The
+// wording is what MTAs and the large mailbox providers write in their
+// replies, in general terms (phrase syntax in phrase.go); the order puts
+// the specific before the general: a "mailbox full" reply often also says
+// "user", a blocklist reply often also says "rejected".
+
+// A textRule names a reason and the phrases that say it.
+type textRule struct {
+	reason  string
+	phrases []string
+	// early marks a rule placed before the others of its reason for its
+	// specific wording; a status code naming the reason is weighed at the
+	// reason's main rule, not here.
+	early bool
+}
+
+func rule(reason string, phrases ...string) textRule {
+	return textRule{reason: reason, phrases: phrases}
+}
+
+func earlyRule(reason string, phrases ...string) textRule {
+	return textRule{reason: reason, phrases: phrases, early: true}
+}
+
+var textRules = []textRule{
+	// The recipient's own filtering, said in so many words.
+	earlyRule("filtered",
+		"user|recipient refuses|rejects", "user|recipient has refused", "user|recipient does not want",
+		"refused due|by to? the? recipient", "refused due to recipient preferences",
+		"blocked by the? recipient", "recipient preferences", "recipient has blocked",
+		"recipient's filter|rules|settings", "user's? filter|rules", "user rules",
+		"only accepting|accepts|accept mail|messages|email from", "you have been blocked by",
+		"sender is on the? user's|recipient's block*", "badrcptto", "badrecipientto", "bad recipient list"),
+
+	// Blocklists name the sender's IP or domain: they come before the
+	// wording about the recipient, which such replies often also have.
+	rule("blocked",
+		"blocked using", "is|are|was|been|currently|ip|host|address|domain|sender|server listed at|in|on|by",
+		"is|are|was|been|currently|ip|host|address|domain|sender|server ~ listed at|in|on|by",
+		"blacklist*", "black list*", "blocklist*", "block list*", "denylist*", "deny list*",
+		"spamhaus", "barracuda*", "spamcop", "sorbs", "cbl", "psbl", "uceprotect", "dnsbl", "rbl", "rbls",
+		"your|the|sender's|sending|client|connecting|remote ip|host|server|network|netblock|mta ~ blocked|banned|blacklisted|blocklisted",
+		"blocked|banned|rejected|refused because|due to? your|the ip|sending|server|host|network",
+		"client host ~ rejected|blocked|refused", "connection refused|rejected|denied|blocked by|from|due|because",
+		"dynamic ip|address|pool", "dialup", "dial up", "residential ip|address|range",
+		"use the smtp server of your isp", "use your isp|isp's|provider|provider's smtp|mail|relay",
+		"not allowed to send mail from", "your ip|host|server|network|domain address? is|has ~ on|in|listed|blocked|banned",
+		"refused to talk to me", "banned|blocked|blacklisted|blocklisted sending|client|your|source? ip",
+		"not accepting connections", "ip address ~ blocked|banned|blacklisted|blocklisted"),
+	rule("badreputation", "reputation", "senderscore", "sender score", "sender is? untrusted", "sender is? not trusted"),
+	rule("spamdetected",
+		"spam", "spammy", "spamming", "junk", "unsolicited", "bulk mail|email", "uribl", "surbl", "dbl", "spamassassin",
+		"content filter*|rejected|blocked|scan*", "message content? was? rejected|blocked as|by|due content|spam|our",
+		"rejected as|due to? content|bulk|suspicious", "suspicious|objectionable|prohibited|forbidden|blocked content|url|link|words",
+		"looks like spam", "appears to be spam|unsolicited|bulk", "classified as", "high spam? score", "score too high", "phish*",
+		"message was? identified|detected|flagged|considered as", "mail flood", "url in the? message|body", "blocked url"),
+	rule("virusdetected", "virus*", "malware", "worm", "trojan*", "infected", "malicious content|attachment|code|software"),
+	rule("mesgtoobig",
+		"message ~ exceeds|exceed", "message is? larger than", "message is? too big|large|long", "mail|message|email|message's size ~ exceed*|limit|too",
+		"size limit", "too big|large for", "exceeds the? maximum? allowed|permitted? message? size", "maximum message? size",
+		"message length exceeds", "file too large", "size exceeds", "larger than the? maximum|allowed"),
+	rule("exceedlimit", "exceed* the? per mailbox size? limit", "exceed* the? administrative|mailbox size? limit", "message length exceeds administrative"),
+	rule("mailboxfull",
+		"mailbox ~ full|overquota|overfull", "mailbox ~ over quota", "quota", "overquota", "over quota",
+		"mailfolder is? full", "mail folder is? full", "storage|space|disk quota|limit|full", "exceeded the? storage|size|mailbox|quota",
+		"inbox|account|user|recipient|mailbox|box|user's|recipient's ~ full", "inbox|account|mailbox is|has full|exceeded",
+		"too many messages", "has too many messages", "not enough disk|storage? space in|for the|this? mailbox|account|user",
+		"insufficient mailbox|account|user space|storage", "mailbox size", "full mailbox", "would exceed mailbox|quota",
+		"exceed|exceeds|exceeded its|their|his|her|the mailbox|quota|storage|space",
+		"postfach ist? voll", "boîte aux? lettres? pleine", "casella piena", "buzón lleno"),
+	rule("systemfull", "system storage|disk? full", "insufficient system storage", "disk|filesystem|spool|partition is? full",
+		"file system is? full", "out of disk|storage? space", "no space left", "not enough disk|system? space|storage", "mail system full"),
+	rule("suspend",
+		"account|mailbox|user|address|recipient|account's ~ disabled|suspended|deactivated|inactive|locked|frozen|closed|terminated|cancelled|canceled|discontinued",
+		"account|mailbox ~ blocked|expired|on hold",
+		"disabled|suspended|deactivated|inactive|locked|closed|expired account|mailbox|user|address",
+		"account is? temporarily? unavailable", "no longer active"),
+	rule("hasmoved", "has moved", "address has? changed", "no longer at|with|uses", "no longer valid at", "moved to|permanently", "forwarding address"),
+	rule("norelaying",
+		"relay|relaying access? denied", "relay|relaying access? not permitted|allowed|authorized", "not|isn't permitted|allowed|authorized to relay",
+		"unable to relay", "we|i do not relay", "no relay*", "relay is? prohibited|refused|rejected", "cannot relay", "relaying",
+		"not a? local|valid domain|host", "rcpthosts", "domain isn't in my list", "no such local? domain here"),
+	rule("authfailure",
+		"spf", "dkim", "dmarc", "sender policy framework", "domainkeys", "authenticat* check? fail*|result*",
+		"not|isn't authorized|authorised to send", "does not designate|authorize", "arc validation", "unauthenticated email|mail|sender",
+		"must pass|be authenticated"),
+	rule("requireptr",
+		"reverse dns|lookup|resolution|hostname|name", "ptr", "rdns", "no valid? reverse|ptr",
+		"cannot find|resolve your hostname|reverse", "cannot find|resolve your host name",
+		"client hostname|host|address ~ not|cannot|doesn't resolve|match|verified|found", "hostname lookup fail*", "hostname does not|doesn't resolve|match",
+		"ip address? has no|without a? name|hostname", "fcrdns", "forward confirmed"),
+	rule("notcompliantrfc",
+		"not rfc|standard|standards compliant", "rfc 5322|2822|822|5321|2821 compliant|compliance|violation|standard|format|section",
+		"rfc5322|rfc2822|rfc822|rfc5321 compliant|compliance|violation|standard|format|section",
+		"multiple|duplicate header|headers", "multiple|duplicate from|to|subject|date|sender|message id header?",
+		"more than one from|to|subject|date|sender|message header?", "missing a? required? from|date|message|to|subject? header",
+		"header|headers is|are? malformed|invalid|missing", "bare lf|cr|newline", "invalid header|from|message id"),
+	// The envelope sender refused: its address, its domain, or its
+	// right to post (mailing lists that take mail from members only).
+	rule("rejected",
+		"sender address|domain|email? rejected|refused|denied|blocked", "sender address|domain|email? not allowed|accepted|permitted",
+		"invalid|unknown|bad|unverified|illegal sender", "sender verify|verification|check failed|fail",
+		"domain of sender", "sender domain", "from|sender|return address rejected|refused|invalid|not", "mail from address? rejected|refused|not",
+		"envelope sender|from", "null sender", "return path", "sender is? not|unknown",
+		"not accepting|accept mail from this|your sender|address|domain", "your email? address has|is been? blocked|banned|rejected",
+		"permission to post", "not allowed|authorized|authorised|permitted to post", "only members|subscribers can|may post", "non member", "nonmember"),
+	rule("userunknown",
+		"user unknown", "userunknown", "unknown local? user|recipient|mailbox|address|alias|account|email",
+		"recipient|address|user|mailbox|account name? is? unknown",
+		"no such user|mailbox|recipient|person|address|account", "no such local user",
+		"user|mailbox|recipient|address|account|email|addressee|destination ~ does|dose|did not exist*", "user|mailbox|recipient|address|account|email|addressee|destination ~ doesn't|not exist*",
+		"user|mailbox|recipient|address|account|addressee ~ not found|known|listed|present|recognized|recognised|valid|available|accepted",
+		"invalid|bad|unknown|illegal|nonexistent|nonexisting|unrouteable|undeliverable|inactive recipient|mailbox|user|address|email|account|destination|alias",
+		"non existent user|recipient|mailbox|address|account", "not a valid|known|local user|mailbox|recipient|address",
+		"recipient|user|mailbox|address is? invalid|unavailable", "recipient|user|mailbox|address is? not valid",
+		"no mailbox|account|user|one here? by that name", "no mailbox|account|user|one at this address", "no mail box here? by that name",
+		"no mailbox|mail box here|found|available", "mailbox|mail box unavailable|invalid|inactive", "mailbox not available|found",
+		"unknown or invalid|illegal", "recipient address? rejected", "address rejected", "rejected recipient|address",
+		"couldn't|could not be found", "was not found", "recipnotfound", "recipientnotfound", "not listed in", "invalid final delivery",
+		"no valid recipients", "doesn't have a|an ~ account", "bad destination mailbox", "not our customer", "is not a known user",
+		"mailbox is? currently? unavailable", "not an active address|user|mailbox", "does not have an account", "disabled or unknown",
+		"inconnu", "unbekannt", "desconocido", "inesistente", "sconosciuto", "onbekend", "nicht gefunden", "existiert nicht",
+		"n'existe pas", "no existe"),
+	rule("filtered", "message filtered", "filtered", "has restricted", "mailing list expansion"),
+	// A name server that failed to answer is a network problem, not a
+	// domain that does not exist.
+	earlyRule("networkerror", "name service error", "name server failure|error|timeout|reply", "dns query|lookup|resolution failed|failure|error|timeout|timed",
+		"hostname|host|dns|mx lookup failure|failed|error|timeout|timed", "not found try again", "temporary dns|lookup|name failure|error",
+		"malformed or? unexpected? name server reply", "servfail"),
+	rule("hostunknown",
+		"host unknown", "hostunknown", "unknown host|domain", "domain|host name? ~ not found|known", "domain|host name? ~ does not exist",
+		"domain|host name? ~ doesn't|unknown", "domain|host name? lookup failed", "domain|host name? could not be found",
+		"no such domain|host", "unrouteable|unroutable mail? domain|address", "name or service not known", "host not found", "nxdomain",
+		"no mx|dns", "no mail exchanger", "no a record", "mx|dns record? not found|lookup", "domain is? invalid", "domain is? not valid",
+		"invalid domain", "bad destination system", "unknown mail domain", "domain name not found"),
+	rule("notaccept", "does not accept any? mail", "not accepting any? network? mail|messages", "null mx", "accepts no mail",
+		"no mail is accepted", "does not receive mail|email"),
+	rule("speeding", "rate limit*", "ratelimit*", "too many|much messages|mail|email", "sending rate", "sending too fast", "too fast", "throttl*",
+		"exceeded the? maximum? number|rate|sending", "hourly|daily sending? limit|quota", "message|connection rate", "unusual rate|volume", "high volume"),
+	rule("toomanyconn", "too many simultaneous|concurrent|open? connections", "connection limit", "too many sessions|recipients",
+		"concurrency", "maximum number? of? connections", "too many hosts"),
+	rule("policyviolation", "policy", "policies", "violat*", "prohibited", "not permitted|allowed by", "against our|the terms|rules",
+		"acceptable use", "terms of service|use", "administratively prohibited|denied", "administrative prohibition"),
+	rule("securityerror", "starttls", "tls", "ssl", "encrypt*", "certificate", "authentication is? required", "must authenticate|issue",
+		"not authorized|authorised", "unauthorized|unauthorised", "access denied", "permission denied", "security policy|violation|reasons"),
+	rule("networkerror",
+		"connection timed out", "connection refused|reset|lost|closed|failed|dropped", "connection was dropped", "lost connection", "could not connect",
+		"unable to connect", "couldn't connect", "connect to ~ failed", "network is? unreachable", "no route to host", "host is? unreachable",
+		"dns lookup|resolution|query|error|failure", "temporary dns|lookup fail*", "host lookup did not complete", "name server",
+		"mail loop", "loop detected", "looping", "too many hops", "routing loop", "loops back to myself", "hop count", "mail for ~ loops",
+		"unable to route", "network error"),
+	rule("expired",
+		"delivery time expired", "retry time|timeout exceeded", "retry time not reached", "too long in the? queue", "expired in the? queue",
+		"message has? expired", "could not be delivered within|for|in", "for a long time", "giving up", "gave up", "has been delayed",
+		"will continue|keep trying", "will continue|keep to try", "not yet been delivered", "delivery attempts will continue", "queue time",
+		"queuetime", "maximum time", "timeout", "timed out", "time out", "expired"),
+	rule("systemerror", "system error", "internal server? error", "server error", "configuration error", "local error", "misconfigur*",
+		"temporary local? failure|problem|error", "service not available", "service unavailable", "i o error", "directory server? failure|lookup",
+		"out of memory", "resource|resources temporarily? unavailable", "processing error", "try again later"),
+	rule("mailererror", "xunix", "mailer error|failure", "pipe to", "command died|failed", "exit code|status", "exited with",
+		"procmail", "program exited|failed", "unknown mailer", "mailer program"),
+	rule("syntaxerror", "syntax error", "command unrecognized", "command not recognized", "unrecognized command", "bad sequence of commands",
+		"invalid command", "command not implemented", "line too long"),
+}
+
+// Tags of the reason rules in the shared matcher are their indexes in
+// textRules; the other phrase lists follow.
+var (
+	tagFirstOther = len(textRules)
+)

@@ -1,0 +1,313 @@
+package bouncepipe
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Phrases. Bounce wording is matched word by word, not with regular
+// expressions: a report is split into lower-case words once, and every
+// phrase that starts with a word is looked up by that word, so the cost
+// is one map lookup per word however many phrases there are.
+//
+// A phrase is written as words separated by spaces:
+//
+//	user unknown            the two words in a row
+//	user|mailbox unknown    either word, then "unknown"
+//	mail* full              a word starting with "mail", then "full"
+//	mailbox ~ full          up to maxGap words between
+//	no such user?           "user" may be missing (expanded to two phrases)
+//
+// Words are runs of letters, digits, apostrophes and non-ASCII bytes; any
+// other character separates them, so "user-unknown", "User Unknown" and
+// "user_unknown" all read "user unknown", and a phrase never matches
+// inside a word. A hyphen after a single letter joins ("e-mail" reads
+// "email", "X-Unix" reads "xunix"). Only ASCII letters are lower-cased, so
+// the words keep the byte offsets of the text.
+
+const maxGap = 4
+
+type ptok struct {
+	word   string
+	prefix bool // matches any word starting with word
+	gap    bool // skips up to maxGap words
+}
+
+type phrase struct {
+	text string // as written, for explanations
+	toks []ptok
+	tag  int
+}
+
+// matcher finds phrases in text. The phrases are compiled into a trie
+// of words, so the work at each word of a text is the length of the
+// longest phrase that matches there, not the number of phrases.
+type matcher struct {
+	phrases []phrase
+	root    *node
+	ntags   int
+}
+
+// node is one word position in the trie.
+type node struct {
+	next map[string]*node // the next word
+	pre  []preEdge        // the next word starts with
+	gap  *node            // after up to maxGap words
+	ends []int32          // phrases that end here
+}
+
+type preEdge struct {
+	prefix string
+	to     *node
+}
+
+func newNode() *node { return &node{next: map[string]*node{}} }
+
+// newMatcher compiles phrases; lists[tag] are the phrases of that tag.
+func newMatcher(lists [][]string) *matcher {
+	m := &matcher{root: newNode(), ntags: len(lists)}
+	for tag, list := range lists {
+		for _, text := range list {
+			for _, toks := range expandPhrase(text) {
+				if toks[0].gap {
+					panic(fmt.Sprintf("bouncepipe: phrase %q starts with a gap", text))
+				}
+				id := int32(len(m.phrases))
+				m.phrases = append(m.phrases, phrase{text: text, toks: toks, tag: tag})
+				n := m.root
+				for _, t := range toks {
+					n = n.child(t)
+				}
+				n.ends = append(n.ends, id)
+			}
+		}
+	}
+	return m
+}
+
+func (n *node) child(t ptok) *node {
+	switch {
+	case t.gap:
+		if n.gap == nil {
+			n.gap = newNode()
+		}
+		return n.gap
+	case t.prefix:
+		for _, e := range n.pre {
+			if e.prefix == t.word {
+				return e.to
+			}
+		}
+		c := newNode()
+		n.pre = append(n.pre, preEdge{t.word, c})
+		return c
+	}
+	c, ok := n.next[t.word]
+	if !ok {
+		c = newNode()
+		n.next[t.word] = c
+	}
+	return c
+}
+
+func appendUnique(s []int, n int) []int {
+	for _, v := range s {
+		if v == n {
+			return s
+		}
+	}
+	return append(s, n)
+}
+
+// expandPhrase turns one written phrase into its token lists: one per
+// combination of alternatives and optional words.
+func expandPhrase(text string) [][]ptok {
+	out := [][]ptok{nil}
+	for _, w := range strings.Fields(text) {
+		optional := strings.HasSuffix(w, "?") && len(w) > 1
+		w = strings.TrimSuffix(w, "?")
+		var alts []ptok
+		if w == "~" {
+			alts = []ptok{{gap: true}}
+		} else {
+			for _, a := range strings.Split(w, "|") {
+				t := ptok{word: a}
+				if strings.HasSuffix(a, "*") {
+					t = ptok{word: strings.TrimSuffix(a, "*"), prefix: true}
+				}
+				if t.word == "" || t.word != normWord(t.word) {
+					panic(fmt.Sprintf("bouncepipe: bad word %q in phrase %q", a, text))
+				}
+				alts = append(alts, t)
+			}
+		}
+		var next [][]ptok
+		for _, seq := range out {
+			if optional {
+				next = append(next, seq)
+			}
+			for _, a := range alts {
+				s := append(append([]ptok(nil), seq...), a)
+				next = append(next, s)
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+// normWord returns w as the tokenizer would write it, to check phrases.
+func normWord(w string) string {
+	var t tokens
+	t.reset(w)
+	if t.n() != 1 {
+		return ""
+	}
+	return t.word(0)
+}
+
+// tokens is a text split into lower-case words.
+type tokens struct {
+	buf   []byte  // the text, ASCII lower-cased, same length
+	spans []int32 // start, end of each word in buf
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 0x80 || c == '\''
+}
+
+// reset splits s into words, reusing the buffers.
+func (t *tokens) reset(s string) {
+	if cap(t.buf) < len(s) {
+		t.buf = make([]byte, len(s))
+	}
+	t.buf = t.buf[:len(s)]
+	if t.spans == nil {
+		t.spans = make([]int32, 0, len(s)/3+2)
+	}
+	t.spans = t.spans[:0]
+	start := -1
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		t.buf[i] = c
+		if isWordByte(c) && !(c == '\'' && start < 0) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if c == '-' && start >= 0 && i-start == 1 && i+1 < len(s) && isLetter(s[i+1]) {
+			// "e-mail": keep going, the hyphen is dropped below
+			continue
+		}
+		if start >= 0 {
+			t.endWord(start, i)
+			start = -1
+		}
+	}
+	if start >= 0 {
+		t.endWord(start, len(s))
+	}
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+func (t *tokens) endWord(start, end int) {
+	for end > start && t.buf[end-1] == '\'' {
+		end--
+	}
+	if end <= start {
+		return
+	}
+	if end-start > 2 && t.buf[start+1] == '-' {
+		// "e-mail": close the hyphen up in place.
+		copy(t.buf[start+1:end-1], t.buf[start+2:end])
+		end--
+		t.buf[end] = ' '
+	}
+	t.spans = append(t.spans, int32(start), int32(end))
+}
+
+func (t *tokens) n() int { return len(t.spans) / 2 }
+
+func (t *tokens) word(i int) string {
+	return string(t.buf[t.spans[2*i]:t.spans[2*i+1]])
+}
+
+func (t *tokens) wordBytes(i int) []byte {
+	return t.buf[t.spans[2*i]:t.spans[2*i+1]]
+}
+
+// pos returns the byte offset of word i in the text.
+func (t *tokens) pos(i int) int { return int(t.spans[2*i]) }
+
+// hit is one phrase found in a text.
+type hit struct {
+	phrase int32
+	word   int32 // index of its first word
+}
+
+// find calls fn for every phrase that starts among words [from, to) of
+// t, in text order; fn returns false to stop.
+func (m *matcher) find(t *tokens, from, to int, fn func(hit) bool) {
+	stop := false
+	for i := from; i < to && !stop; i++ {
+		var last int32 = -1
+		m.root.walk(t, i, func(id int32) {
+			if id != last && !stop {
+				last = id
+				stop = !fn(hit{id, int32(i)})
+			}
+		})
+	}
+}
+
+// walk reports the phrases that match from the trie node n at word i.
+func (n *node) walk(t *tokens, i int, found func(int32)) {
+	for _, id := range n.ends {
+		found(id)
+	}
+	if i < t.n() {
+		w := t.wordBytes(i)
+		if c := n.next[string(w)]; c != nil {
+			c.walk(t, i+1, found)
+		}
+		for _, e := range n.pre {
+			if len(w) >= len(e.prefix) && string(w[:len(e.prefix)]) == e.prefix {
+				e.to.walk(t, i+1, found)
+			}
+		}
+	}
+	if n.gap != nil {
+		for g := 0; g <= maxGap && i+g <= t.n(); g++ {
+			n.gap.walk(t, i+g, found)
+		}
+	}
+}
+
+// tagSet records which tags a text matched, and the first phrase of each.
+type tagSet struct {
+	first []int32 // phrase id + 1 of the first hit per tag, 0 for none
+}
+
+func (ts tagSet) has(tag int) bool { return tag < len(ts.first) && ts.first[tag] != 0 }
+
+func (ts tagSet) any() bool {
+	for _, v := range ts.first {
+		if v != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// phraseOf returns the phrase that gave tag, as written, or "".
+func (ts tagSet) phraseOf(tag int) string {
+	if !ts.has(tag) {
+		return ""
+	}
+	return wording.phrases[ts.first[tag]-1].text
+}

@@ -1,0 +1,191 @@
+package bouncepipe
+
+import (
+	"strings"
+)
+
+// classify sets the reason, Hard and SenderProblem of a record from its
+// status code and the remote's text together (M3AAWG BCP §3.8: the code
+// alone is often wrong).
+func classify(r *Record, x recordCtx) {
+	if r.Reason == "" {
+		r.Reason = findReason(r, x)
+	}
+	r.Hard = isHard(r.Reason, r.Status, r.ReplyCode)
+	r.SenderProblem = senderProblems[r.Reason]
+}
+
+// findReason decides the reason of a failure record. It reads, in turn,
+// the remote's reply (weighed with the status code), the report's lines
+// about the recipient, then the whole report; then falls back on the
+// status code, the SMTP command and the action.
+func findReason(r *Record, x recordCtx) string {
+	switch r.Action {
+	case "delivered", "relayed", "expanded":
+		return "delivered" // RFC 3464 §2.3.3
+	}
+	if strings.HasPrefix(r.Status, "2.") {
+		return "delivered" // RFC 3463 §3.1, class 2: success
+	}
+	if groupPost(r) {
+		return "rejected"
+	}
+	byStatus := statusReason(r.Status)
+	precise := byStatus != "" && !isGenericStatus(r.Status)
+
+	// Each reason in turn, the specific before the general: the remote's
+	// reply names it, or the status code names it precisely.
+	for i, tr := range textRules {
+		if x.diag.has(i) {
+			return refine(tr.reason, r)
+		}
+		if precise && byStatus == tr.reason && !tr.early {
+			return byStatus
+		}
+	}
+	if precise {
+		return byStatus
+	}
+	if x.mailer {
+		return "mailererror" // RFC 3464 §2.3.6 x-unix: a local program failed
+	}
+	// Then what the report says around it, then the whole report.
+	for _, get := range []func() tagSet{x.own, x.whole} {
+		ts := get()
+		for i, tr := range textRules {
+			if ts.has(i) {
+				return refine(tr.reason, r)
+			}
+		}
+	}
+	if byStatus != "" {
+		return byStatus
+	}
+	switch r.Command {
+	case "CONN", "EHLO", "HELO":
+		return "blocked" // refused before any address was given
+	case "MAIL":
+		return "rejected" // the envelope sender was refused
+	}
+	if r.Action == "delayed" {
+		return "expired"
+	}
+	if strings.TrimSpace(r.Diagnostic) != "" {
+		return "onhold"
+	}
+	return "undefined"
+}
+
+// refine settles a reason the text gave against the SMTP command the
+// failure answered and the status code.
+func refine(byText string, r *Record) string {
+	switch r.Command {
+	case "MAIL":
+		switch byText {
+		case "userunknown", "filtered", "suspend", "securityerror", "hostunknown", "systemerror", "notaccept", "policyviolation":
+			// Refused in reply to MAIL FROM: it is our sender address
+			// that is unknown, suspended or not allowed.
+			return "rejected"
+		}
+	case "CONN", "EHLO", "HELO":
+		switch byText {
+		case "userunknown", "filtered", "securityerror", "systemerror", "onhold", "policyviolation", "rejected", "notaccept":
+			// Refused before any address was given: the client is.
+			return "blocked"
+		}
+	}
+	switch byText {
+	case "hostunknown":
+		if strings.HasPrefix(r.Status, "4.") || r.Status == "" && strings.HasPrefix(r.ReplyCode, "4") {
+			// A domain that does not resolve now may resolve later.
+			return "networkerror"
+		}
+	case "userunknown":
+		switch {
+		case addressStatus(r.Status) || r.Command == "RCPT":
+			return "userunknown"
+		case r.ReplyCode == "" && r.Command == "":
+			// No remote reply quoted: the recipient's own system
+			// reports that its directory has no such user.
+			return "userunknown"
+		}
+		// A relayed "user unknown" with neither an X.1.x code nor the
+		// reply to RCPT TO behind it may as well come from a content
+		// filter that answers so after DATA. Too weak to suppress the
+		// address at once; repeated, it still does as a soft bounce.
+		return "filtered"
+	}
+	return byText
+}
+
+// addressStatus reports whether an enhanced status code is about the
+// destination address: subject 1 (RFC 3463 §3.2), other than the codes
+// about the sender's address (X.1.7, X.1.8).
+func addressStatus(s string) bool {
+	if len(s) < 5 || s[1:4] != ".1." {
+		return false
+	}
+	switch s[4:] {
+	case "7", "8":
+		return false
+	}
+	return true
+}
+
+// groupPost reports whether the failed recipient is a Google Groups list
+// that refused our post: Google reports those in the reader's language,
+// always meaning the sender may not post to the group.
+func groupPost(r *Record) bool {
+	return strings.HasSuffix(r.Recipient, "@googlegroups.com") && !strings.HasPrefix(r.Status, "4.")
+}
+
+// isHard reports whether a reason is a permanent, address-level failure:
+// the mailbox or its domain does not exist or has moved away, or the domain
+// accepts no mail at all (RFC 7505 null MX). A temporary (4xx) reply is
+// never hard (RFC 5321 §4.2.1).
+func isHard(reason, status, reply string) bool {
+	temporary := strings.HasPrefix(status, "4.") || status == "" && strings.HasPrefix(reply, "4")
+	switch reason {
+	case "userunknown", "hostunknown", "hasmoved", "notaccept":
+		return !temporary
+	}
+	return false
+}
+
+// senderProblems are the reasons that blame the sender, not the recipient
+// (M3AAWG BCP §3.8): the sending IP or domain is blocklisted or has a poor
+// reputation, the content looked like spam or carried a virus, the message
+// broke a policy, failed authentication (SPF, DKIM, DMARC, PTR), or came
+// too fast. They are recorded but never counted against the recipient.
+var senderProblems = map[string]bool{
+	"blocked":         true,
+	"spamdetected":    true,
+	"policyviolation": true,
+	"rejected":        true,
+	"authfailure":     true,
+	"badreputation":   true,
+	"requireptr":      true,
+	"speeding":        true,
+	"ratelimited":     true,
+	"toomanyconn":     true,
+	"norelaying":      true,
+	"securityerror":   true,
+	"failedstarttls":  true,
+	"virusdetected":   true,
+	"contenterror":    true,
+	"notcompliantrfc": true,
+	"mesgtoobig":      true,
+	"syntaxerror":     true,
+}
+
+// explain returns the reason rule and phrase that decide a text, for
+// tests and debugging.
+func explain(text string) (string, string) {
+	ts := scanTags(text)
+	for i, tr := range textRules {
+		if ts.has(i) {
+			return tr.reason, ts.phraseOf(i)
+		}
+	}
+	return "", ""
+}

@@ -1,0 +1,419 @@
+package bouncepipe
+
+import (
+	"bytes"
+	"html"
+	"io"
+	"mime"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 text parts
+	"github.com/emersion/go-message/textproto"
+)
+
+// collected is what walking one message keeps: its header, the first
+// kilobytes of its text parts, its machine-readable report parts and the
+// header of the returned original.
+type collected struct {
+	header     Header
+	reportType string // report-type of a multipart/report, RFC 6522 §3
+
+	texts    []string // decoded text parts, in order, line endings LF
+	dsn      [][]byte // message/delivery-status bodies, RFC 3464 §2
+	feedback [][]byte // message/feedback-report bodies, RFC 5965 §3
+
+	original     *Header // header of the returned original
+	originalBody []byte  // first bytes of its body, for tokens
+	// attached is set when the original came as its own MIME part,
+	// so the texts hold only the report itself.
+	attached bool
+
+	kept  int // bytes kept so far, against maxKeptBytes
+	parts int
+	cap   int
+	// bodies says whether to keep the start of the original's body: only
+	// token search reads it.
+	bodies bool
+}
+
+// walkMessage reads one message from src, keeping what the parsers need
+// and discarding the rest. It reads src to its end.
+func walkMessage(src *bufSource, partCap int, bodies bool) *collected {
+	c := &collected{cap: partCap, bodies: bodies}
+	c.header, _ = readHeader(src, maxHeaderBytes, true)
+	c.walk(&c.header, src, 0)
+	drain(src)
+	return c
+}
+
+// room returns how many more bytes may be kept, at most want.
+func (c *collected) room(want int) int {
+	if left := maxKeptBytes - c.kept; want > left {
+		want = left
+	}
+	if want < 0 {
+		want = 0
+	}
+	return want
+}
+
+func (c *collected) walk(h *Header, body lineSource, depth int) {
+	c.parts++
+	if c.parts > maxParts {
+		return
+	}
+	mt, params := contentType(h)
+	if depth > 0 && c.original == nil && isMessageHeader(h) {
+		// A part whose header is a message's own header: the returned
+		// original, attached without a message/rfc822 wrapper.
+		c.original = h
+		c.attached = true
+		if c.bodies {
+			c.originalBody = readSourceCapped(body, c.room(maxOriginalBody))
+		}
+		c.kept += len(c.originalBody) + 1024
+		drain(body)
+		return
+	}
+	switch {
+	case strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth < maxDepth:
+		if mt == "multipart/report" && c.reportType == "" {
+			c.reportType = strings.ToLower(params["report-type"])
+		}
+		mp := newMultipart(body, params["boundary"], c.room(c.cap))
+		n := 0
+		for {
+			part, err := mp.next()
+			if err != nil {
+				break
+			}
+			n++
+			ph, _ := readHeader(part, maxHeaderBytes, false)
+			c.walk(&ph, part, depth+1)
+			if c.parts > maxParts {
+				break
+			}
+		}
+		if n == 0 && len(mp.preamble) > 0 {
+			// No delimiter at all: the body is text after all, or
+			// parts under another boundary.
+			th := Header{fields: []Field{{"Content-Type", "text/plain"}}}
+			c.walk(&th, &memSource{b: mp.preamble}, depth+1)
+		}
+	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
+		c.dsn = append(c.dsn, c.readBody(h, body, c.cap))
+	case mt == "message/feedback-report":
+		c.feedback = append(c.feedback, c.readBody(h, body, c.cap))
+	case mt == "message/rfc822" || mt == "message/global":
+		c.readOriginal(h, body, depth)
+	case mt == "text/rfc822-headers" || mt == "message/rfc822-headers" || mt == "text/rfc822-header":
+		if c.original == nil {
+			src, done := decodedSource(h, body)
+			oh, found := readHeader(src, c.room(c.cap), false)
+			if found {
+				c.original = &oh
+				c.attached = true
+			}
+			drain(src)
+			done()
+		} else {
+			drain(body)
+		}
+	case strings.HasPrefix(mt, "text/") || mt == "" || mt == "application/octet-stream" && depth == 0:
+		if strings.HasPrefix(mt, "text/") && mt != "text/plain" && mt != "text/html" && mt != "text/enriched" && mt != "text/richtext" {
+			// text/calendar, text/x-vcard and the like say nothing.
+			drain(body)
+			return
+		}
+		b := c.readBody(h, body, c.cap)
+		if boundary, at := sniffBoundary(b); boundary != "" && depth < maxDepth && mt != "text/html" {
+			// A multipart body whose Content-Type was lost or names
+			// another boundary: mailing lists and hand edits do that.
+			// What comes before the first delimiter is kept as text;
+			// when it already quotes the returned message, the parts
+			// are that message's own and not read as the report.
+			pre := b[:at]
+			c.addText(pre, false)
+			if _, rest := splitReport(string(pre)); rest != "" {
+				return
+			}
+			mh := Header{fields: []Field{{"Content-Type", "multipart/mixed; boundary=\"" + boundary + "\""}}}
+			c.walk(&mh, &memSource{b: b[at:]}, depth+1)
+			return
+		}
+		c.addText(b, mt == "text/html")
+	default:
+		drain(body)
+	}
+}
+
+// readBody decodes a part body and keeps at most max bytes of it.
+func (c *collected) readBody(h *Header, body lineSource, max int) []byte {
+	src, done := decodedSource(h, body)
+	b := readSourceCapped(src, c.room(max))
+	done()
+	c.kept += len(b)
+	return b
+}
+
+// decodedSource returns the lines of a part body with its transfer
+// encoding and, for text, its charset undone, and a func to call when
+// done with them. A part in 7bit, 8bit or binary and in UTF-8 or ASCII is
+// read as it is; an unknown encoding or charset leaves the bytes as they
+// are.
+func decodedSource(h *Header, body lineSource) (lineSource, func()) {
+	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Type")))
+	enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	identity := enc == "" || enc == "7bit" || enc == "8bit" || enc == "binary"
+	plain := true
+	if strings.HasPrefix(cte, "text/") {
+		if _, params, err := mime.ParseMediaType(cte); err == nil {
+			switch strings.ToLower(params["charset"]) {
+			case "", "us-ascii", "utf-8", "utf8", "ascii":
+			default:
+				plain = false
+			}
+		}
+	}
+	if identity && plain {
+		return body, func() { drain(body) }
+	}
+	raw := &sourceReader{src: body}
+	var r io.Reader = raw
+	var th textproto.Header
+	th.Set("Content-Type", h.Get("Content-Type"))
+	th.Set("Content-Transfer-Encoding", h.Get("Content-Transfer-Encoding"))
+	if e, err := message.New(message.Header{Header: th}, raw); e != nil && (err == nil || message.IsUnknownCharset(err) || message.IsUnknownEncoding(err)) {
+		r = e.Body
+	}
+	src := readerSource(r)
+	return src, func() {
+		drain(src)
+		src.release()
+		drain(body)
+	}
+}
+
+// addText keeps a text part, line endings made LF, invalid UTF-8
+// replaced, HTML turned to text.
+func (c *collected) addText(b []byte, isHTML bool) {
+	b = normalizeEOL(b)
+	s := string(b)
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if isHTML || looksHTML(s) {
+		s = htmlText(s)
+	}
+	if isBlankString(s) {
+		return
+	}
+	c.texts = append(c.texts, s)
+}
+
+// normalizeEOL turns CRLF and lone CR into LF, in place.
+func normalizeEOL(b []byte) []byte {
+	if bytes.IndexByte(b, '\r') < 0 {
+		return b
+	}
+	out := b[:0]
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\r' {
+			if i+1 < len(b) && b[i+1] == '\n' {
+				continue
+			}
+			out = append(out, '\n')
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return out
+}
+
+// readOriginal reads the header of a message/rfc822 part, the returned
+// original (RFC 3464 §2, RFC 5965 §2 (d)), and the first bytes of its body.
+func (c *collected) readOriginal(h *Header, body lineSource, depth int) {
+	src, done := decodedSource(h, body)
+	defer done()
+	if c.original != nil {
+		// A second attached message: a forwarded bounce or a digest.
+		// The first one is the returned original.
+		return
+	}
+	oh, found := readHeader(src, c.room(c.cap), false)
+	if !found {
+		return
+	}
+	c.original = &oh
+	c.attached = true
+	c.kept += 1024 // rough size of a header's fields
+	if c.bodies {
+		c.originalBody = readSourceCapped(src, c.room(maxOriginalBody))
+		c.kept += len(c.originalBody)
+	}
+}
+
+// looksHTML reports whether a part labelled text/plain is HTML after all:
+// it starts with a tag and has the tags of a page in its first kilobytes.
+func looksHTML(s string) bool {
+	head := strings.TrimSpace(s)
+	if !strings.HasPrefix(head, "<") {
+		return false
+	}
+	if len(head) > 2048 {
+		head = head[:2048]
+	}
+	head = strings.ToLower(head)
+	return strings.Contains(head, "<html") || strings.Contains(head, "<body") ||
+		strings.Count(head, "<br")+strings.Count(head, "<p>")+strings.Count(head, "<div") >= 2
+}
+
+// htmlText turns HTML into plain text good enough to read a bounce from:
+// tags dropped, block tags made line breaks, character references
+// decoded, script and style dropped.
+func htmlText(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '<':
+			end := strings.IndexByte(s[i:], '>')
+			if end < 0 {
+				b.WriteString(s[i:])
+				i = len(s)
+				continue
+			}
+			tag := s[i+1 : i+end]
+			name := tagName(tag)
+			switch {
+			case name == "":
+				// Not a tag: "<user@example.com>" in a page that is not
+				// quite HTML.
+				b.WriteString(s[i : i+end+1])
+			case name == "script" || name == "style" || name == "head" || name == "title":
+				closing := "</" + name
+				if k := indexFold(s[i+end:], closing); k >= 0 {
+					i += end + k
+					if e := strings.IndexByte(s[i:], '>'); e >= 0 {
+						i += e + 1
+					} else {
+						i = len(s)
+					}
+					continue
+				}
+			case blockTags[name]:
+				b.WriteByte('\n')
+			}
+			i += end + 1
+		case c == '\n' || c == '\r' || c == '\t':
+			b.WriteByte(' ')
+			i++
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	out := html.UnescapeString(b.String())
+	out = strings.ReplaceAll(out, "\u00a0", " ")
+	return out
+}
+
+// blockTags are the tags that end a line of text.
+var blockTags = map[string]bool{"br": true, "p": true, "/p": true, "div": true, "/div": true, "tr": true, "/tr": true,
+	"li": true, "/li": true, "hr": true, "/table": true, "h1": true, "/h1": true, "h2": true, "/h2": true, "h3": true, "/h3": true,
+	"/h4": true, "/h5": true, "/h6": true, "blockquote": true, "/blockquote": true, "pre": true, "/pre": true}
+
+// tagName returns the lower-cased name of a tag's inside ("br /",
+// "/p", "a href=..."), or "" when it is not a tag.
+func tagName(tag string) string {
+	j := 0
+	if j < len(tag) && (tag[j] == '/' || tag[j] == '!') {
+		j++
+	}
+	if j >= len(tag) || !isLetter(tag[j]) {
+		if strings.HasPrefix(tag, "!--") {
+			return "!--"
+		}
+		return ""
+	}
+	k := j
+	for k < len(tag) && (isLetter(tag[k]) || isDigit(tag[k])) {
+		k++
+	}
+	if k < len(tag) && tag[k] == '@' || strings.IndexByte(tag, '@') >= 0 && strings.IndexAny(tag, " =") < 0 {
+		return "" // an address in angle brackets
+	}
+	return strings.ToLower(tag[:k])
+}
+
+// indexFold is strings.Index ignoring ASCII case, sub lower-case.
+func indexFold(s, sub string) int {
+	if sub == "" {
+		return 0
+	}
+	lo, up := sub[0], sub[0]
+	if lo >= 'a' && lo <= 'z' {
+		up = lo - ('a' - 'A')
+	}
+	for i := 0; i+len(sub) <= len(s); {
+		j := strings.IndexByte(s[i:], lo)
+		if up != lo {
+			if k := strings.IndexByte(s[i:], up); k >= 0 && (j < 0 || k < j) {
+				j = k
+			}
+		}
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if i+len(sub) <= len(s) && strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+		i++
+	}
+	return -1
+}
+
+// sniffBoundary finds a MIME boundary in a body that was not read as
+// multipart: a line "--token" followed by a Content-* field (RFC 2046
+// §5.1.1), and the offset of that line. It returns "" when there is none.
+func sniffBoundary(b []byte) (string, int) {
+	rest := b
+	off := 0
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			return "", 0
+		}
+		at := off
+		line := bytes.TrimRight(rest[:i], "\r")
+		rest = rest[i+1:]
+		off += i + 1
+		if len(line) < 3 || len(line) > 200 || line[0] != '-' || line[1] != '-' {
+			continue
+		}
+		next := rest
+		if j := bytes.IndexByte(next, '\n'); j >= 0 {
+			next = next[:j]
+		}
+		if len(next) > 8 && bytes.EqualFold(next[:8], []byte("content-")) && isFieldLine(next) {
+			bnd := string(bytes.TrimSpace(line[2:]))
+			if bnd != "" && !strings.ContainsAny(bnd, " \t") {
+				return bnd, at
+			}
+		}
+	}
+	return "", 0
+}
+
+// isMessageHeader reports whether a part header is the header of a whole
+// message rather than of a MIME part: it has trace or identity fields
+// (RFC 5322 §3.6) beside the addresses.
+func isMessageHeader(h *Header) bool {
+	trace := h.Has("Received") || h.Has("Return-Path") || h.Has("Message-Id")
+	who := h.Has("From") || h.Has("To") || h.Has("Subject")
+	return trace && who
+}
