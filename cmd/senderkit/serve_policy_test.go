@@ -53,6 +53,41 @@ func startServe(t *testing.T, cfg string) *lockedBuffer {
 const msg = "Subject: test\r\nFrom: news@acme.example\r\nTo: you@dest.example\r\n\r\nHello.\r\n"
 
 // smtpCode returns the SMTP code of a refused submission, 0 for none.
+// contribMainCF reads the parameters of contrib/postfix/policy.main.cf
+// (continuation lines joined), with the policy address replaced.
+func contribMainCF(t *testing.T, from, to string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("../../contrib/postfix/policy.main.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := map[string]string{}
+	last := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#"):
+			last = ""
+		case line[0] == ' ' || line[0] == '\t':
+			if last == "" {
+				t.Fatalf("policy.main.cf: continuation without a parameter: %q", line)
+			}
+			ps[last] = strings.TrimSpace(ps[last] + " " + strings.TrimSpace(line))
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				t.Fatalf("policy.main.cf: %q is not name = value", line)
+			}
+			last = strings.TrimSpace(k)
+			ps[last] = strings.TrimSpace(v)
+		}
+	}
+	if !strings.Contains(ps["smtpd_recipient_restrictions"], from) {
+		t.Fatalf("policy.main.cf: smtpd_recipient_restrictions does not name %s: %q", from, ps["smtpd_recipient_restrictions"])
+	}
+	ps["smtpd_recipient_restrictions"] = strings.ReplaceAll(ps["smtpd_recipient_restrictions"], from, to)
+	return ps
+}
+
 func smtpCode(err error) (int, string) {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
@@ -113,7 +148,9 @@ suppressed_action = "hold"
 	st.Close()
 
 	startServe(t, cfgFile)
-	lab := postfixlab.Start(t, postfixlab.Options{PolicyService: "inet:" + policyAddr})
+	// The lab installs contrib/postfix/policy.main.cf, pointed at this
+	// test's port.
+	lab := postfixlab.Start(t, postfixlab.Options{Main: contribMainCF(t, "127.0.0.1:10040", policyAddr)})
 
 	err = lab.Send("news@acme.example", []string{"bob@dest.example"}, []byte(msg))
 	code, text := smtpCode(err)
