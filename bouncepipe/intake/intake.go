@@ -340,9 +340,11 @@ func (p *processing) unsubscribe(ctx context.Context, how string) error {
 	ev := p.event(0, rcpt)
 	ev.Diagnostic = "unsubscribe by " + how
 	p.out.Recipient = rcpt
-	err := p.record(p.rules().Unsubscribe(ctx, ev))
+	if err := p.record(p.rules().Unsubscribe(ctx, ev)); err != nil {
+		return err
+	}
 	p.log.Info("unsubscribe", "address", rcpt, "scope", ev.Scope, "stream", ev.Stream, "by", how)
-	return err
+	return nil
 }
 
 func (p *processing) complaint(ctx context.Context) error {
@@ -363,9 +365,11 @@ func (p *processing) complaint(ctx context.Context) error {
 		ev.Source = "complaint:" + p.env.Recipient // forwarded by a person to abuse@ and the like
 	}
 	p.out.Recipient = rcpt
-	err := p.record(p.rules().Complaint(ctx, ev))
+	if err := p.record(p.rules().Complaint(ctx, ev)); err != nil {
+		return err
+	}
 	p.log.Info("complaint", "address", rcpt, "scope", ev.Scope, "feedback_type", ev.FeedbackType, "source", ev.Source)
-	return err
+	return nil
 }
 
 // returned handles what came back to a VERP address: bounces, delays,
@@ -414,8 +418,12 @@ func (p *processing) returned(ctx context.Context) error {
 			ev.Type = store.Deferred
 			err = p.record(p.rules().Note(ctx, ev))
 		case rec.Action == "delivered" || rec.Action == "relayed" || rec.Action == "expanded":
+			ev.Key = store.DeliveryKey(ev.SendID, rcpt)
 			err = p.record(p.rules().Delivered(ctx, ev))
 		default:
+			// The key Postfix's log follower uses for the same failure:
+			// counted once, whichever reports it first.
+			ev.Key = store.BounceKey(ev.SendID, rcpt)
 			err = p.record(p.rules().Bounce(ctx, ev, rec.SenderProblem))
 		}
 		if err != nil {
