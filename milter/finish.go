@@ -105,17 +105,20 @@ func (s *Server) finish(c *session, t *tx, m gomilter.Modifier) *gomilter.Respon
 			"queue_id", t.queueID, "message_key", key, "rcpt", send.Recipient)
 		return gomilter.RespDiscard
 	}
-	s.log.Info("message", "queue_id", t.queueID, "scope", p.scope.Name, "stream", p.stream.Name,
-		"send_id", send.ID, "rcpt", send.Recipient, "recipients", len(kept), "copies", copies,
-		"copy_of", origQueueID(p), "dkim", describe(p))
-	return gomilter.RespAccept
-}
-
-func origQueueID(p *plan) string {
-	if p.copy == nil {
-		return ""
+	attrs := []any{"queue_id", t.queueID, "scope", p.scope.Name, "stream", p.stream.Name, "send_id", send.ID}
+	if send.Recipient != "" {
+		attrs = append(attrs, "rcpt", send.Recipient)
+	} else {
+		attrs = append(attrs, "recipients", len(kept))
 	}
-	return p.copy.origQueueID
+	if copies > 0 {
+		attrs = append(attrs, "copies", copies)
+	}
+	if p.copy != nil {
+		attrs = append(attrs, "copy_of", p.copy.origQueueID)
+	}
+	s.log.Info("message", append(attrs, "dkim", describe(p))...)
+	return gomilter.RespAccept
 }
 
 // describe lists a plan's signatures for the log: "d=example.com

@@ -1,0 +1,114 @@
+package milter
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/senderkit/senderkit/internal/postfixlab"
+)
+
+// byRcpt indexes received messages by their one recipient.
+func byRcpt(t *testing.T, msgs []postfixlab.Message) map[string]postfixlab.Message {
+	t.Helper()
+	m := map[string]postfixlab.Message{}
+	for _, x := range msgs {
+		if len(x.To) != 1 {
+			t.Fatalf("a message for %d recipients %v reached the sink; each copy must have one", len(x.To), x.To)
+		}
+		if _, dup := m[x.To[0]]; dup {
+			t.Fatalf("two messages for %s reached the sink", x.To[0])
+		}
+		m[x.To[0]] = x
+	}
+	return m
+}
+
+// checkSigned checks that dkimpy verifies both signatures of m, the RSA
+// and the Ed25519 one of example.com.
+func (e *env) checkSigned(m postfixlab.Message, want ...string) {
+	e.t.Helper()
+	sigs := dkimpy(e.t, m.Data, e.records)
+	var got []string
+	for _, s := range sigs {
+		if !s.ok {
+			e.t.Errorf("message to %v: dkimpy fails the signature d=%s s=%s:\n%s", m.To, s.domain, s.selector, m.Data)
+		}
+		got = append(got, s.domain+"/"+s.selector)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		e.t.Errorf("message to %v: signatures %v, want %v", m.To, got, want)
+	}
+}
+
+// Mail submitted by SMTP and by sendmail(1) leaves with the VERP sender,
+// List-Unsubscribe and -Post, Feedback-ID, a Message-ID and a Date, and
+// an RSA and an Ed25519 signature that python3-dkim verifies against the
+// published keys; the send is recorded under the queue ID Postfix logs
+// the delivery with.
+func TestSMTPAndSendmail(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	body := msg("news@example.com", "alice@dest.example", "by SMTP")
+	if err := e.lab.Send("news@example.com", []string{"alice@dest.example"}, body); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.lab.Sendmail("news@example.com", []string{"bob@dest.example"}, msg("news@example.com", "bob@dest.example", "by sendmail",
+		"X-Senderkit-Stream: News")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.lab.Sendmail("orders@example.com", []string{"carol@dest.example"}, msg("orders@example.com", "carol@dest.example", "a receipt")); err != nil {
+		t.Fatal(err)
+	}
+	got := byRcpt(t, e.lab.Sink.Wait(t, 3, wait))
+	for _, rcpt := range []string{"alice@dest.example", "bob@dest.example", "carol@dest.example"} {
+		m := got[rcpt]
+		h := header(t, m)
+		tok, send := e.copyOf(m)
+		if send.Recipient != rcpt {
+			t.Errorf("%s: the token names recipient %q", rcpt, send.Recipient)
+		}
+		if send.QueueID == "" || !e.lab.LogContains(send.QueueID+`: to=<`+rcpt+`>.*status=sent`) {
+			t.Errorf("%s: send recorded with queue ID %q, which Postfix's log does not deliver", rcpt, send.QueueID)
+		}
+		stream, kind := "news", "bulk"
+		if rcpt == "carol@dest.example" {
+			stream, kind = "receipts", "transactional"
+		}
+		if send.Stream != stream || send.Scope != "acme" {
+			t.Errorf("%s: send in %s/%s, want acme/%s", rcpt, send.Scope, send.Stream, stream)
+		}
+		if got, want := h.Get("Feedback-ID"), stream+":acme:"+kind+":bounces.example.net"; got != want {
+			t.Errorf("%s: Feedback-ID %q, want %q", rcpt, got, want)
+		}
+		lu, lup := h.Get("List-Unsubscribe"), h.Get("List-Unsubscribe-Post")
+		if kind == "bulk" {
+			want := fmt.Sprintf("<mailto:unsubscribe+%s@bounces.example.net>, <https://unsub.example.net/u/%s>", tok, tok)
+			if lu != want || lup != "List-Unsubscribe=One-Click" {
+				t.Errorf("%s: List-Unsubscribe %q, -Post %q; want %q and One-Click", rcpt, lu, lup, want)
+			}
+		} else if lu != "" || lup != "" {
+			t.Errorf("%s: transactional mail got List-Unsubscribe %q, -Post %q", rcpt, lu, lup)
+		}
+		if h.Has("X-Senderkit-Stream") || h.Has(copyHeader) {
+			t.Errorf("%s: senderkit's own header fields leaked:\n%s", rcpt, m.Header())
+		}
+		if !h.Has("Message-ID") || !h.Has("Date") {
+			t.Errorf("%s: no Message-ID or Date added:\n%s", rcpt, m.Header())
+		}
+		if !bytes.HasSuffix(m.Data, []byte("trailing space \r\n-- \r\nend\r\n")) {
+			t.Errorf("%s: body changed:\n%q", rcpt, m.Body())
+		}
+		e.checkSigned(m, "example.com/rsa2026", "example.com/ed2026")
+	}
+	// The operator log has a line per message with its queue ID.
+	for _, m := range got {
+		_, send := e.copyOf(m)
+		if !strings.Contains(e.log.String(), "queue_id="+send.QueueID) {
+			t.Errorf("no log line with queue_id=%s:\n%s", send.QueueID, e.log.String())
+		}
+	}
+}
