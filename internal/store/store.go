@@ -283,6 +283,42 @@ func BounceKey(sendID uint64, recipient string) string {
 	return fmt.Sprintf("bounced/%d/%s", sendID, recipient)
 }
 
+// DayCount is what became of the copies one stream of one scope sent on
+// one day (UTC). Each copy counts at most once per column, and is
+// counted on the day it was sent, whenever its events were reported
+// (RFC 6449 §4.3.2: a complaint read on Monday is about Saturday's mail).
+type DayCount struct {
+	Scope, Stream string
+	Day           time.Time // 00:00 UTC
+	Sent          int       // copies sent
+	Delivered     int       // copies the receiving server accepted
+	Deferred      int       // copies deferred at least once
+	HardBounced   int       // copies that failed for good at the recipient
+	SoftBounced   int       // copies that failed for a passing reason
+	SenderProblem int       // copies refused for a reason that blames the sender
+	Complaints    int       // copies complained about ("not-spam" reports excluded)
+	Unsubscribes  int       // copies whose recipient unsubscribed through them
+}
+
+// ReasonCount is how many copies sent in a period bounced for one
+// classifier reason.
+type ReasonCount struct {
+	Scope  string
+	Reason string // Sisimai reason name: userunknown, mailboxfull, ...
+	Hard   bool
+	Count  int
+}
+
+// ProblemCount is the sender problems (blocklist, policy, reputation
+// refusals) one scope met at one recipient domain.
+type ProblemCount struct {
+	Scope   string
+	Domain  string
+	Count   int
+	Last    time.Time
+	Example string // the remote's text of the last one
+}
+
 // Store is what the plug-ins and the CLI need from persistent state.
 // Implementations are safe for concurrent use, and writes from several
 // processes (serve and many bounce pipes) are serialised without loss.
@@ -326,6 +362,16 @@ type Store interface {
 	Suppressions(ctx context.Context, f Filter, fn func(Suppression) error) error
 	// Events calls fn for each matching event in the order recorded.
 	Events(ctx context.Context, f EventFilter, fn func(Event) error) error
+
+	// SendDays counts, per scope, stream and send day, what became of
+	// the copies sent in [since, until).
+	SendDays(ctx context.Context, since, until time.Time) ([]DayCount, error)
+	// BounceReasons counts the bounces of copies sent in [since, until)
+	// by reason, most frequent first.
+	BounceReasons(ctx context.Context, since, until time.Time) ([]ReasonCount, error)
+	// SenderProblems counts the sender problems of copies sent in
+	// [since, until) by scope and recipient domain, most first.
+	SenderProblems(ctx context.Context, since, until time.Time) ([]ProblemCount, error)
 	// ListedSince calls fn with the address (or "*@domain" pattern) and
 	// event id of every entry listed or relisted by an event after
 	// afterEvent (0: every entry), in event order, lapsed entries

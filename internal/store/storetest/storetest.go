@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"LapseAndRelist", testRelist},
 		{"UnsuppressKeepsHistory", testUnsuppress},
 		{"SoftBounceStreak", testSoftBounceStreak},
+		{"SendDays", testSendDays},
 		{"Import", testImport},
 		{"Invalid", testInvalid},
 		{"ListedSince", testListedSince},
@@ -439,6 +440,35 @@ func testSoftBounceStreak(t *testing.T, s store.Store) {
 	// A soft bounce needs a send.
 	if _, err := s.Record(ctx, bounceOf(0, t0), soft); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("soft bounce without a send: %v", err)
+	}
+}
+
+// testSendDays: events count against the day their copy was sent, each
+// copy once per column.
+func testSendDays(t *testing.T, s store.Store) {
+	day := 24 * time.Hour
+	noErr(t, s.AddSend(ctx, store.Send{ID: 1, Scope: "acme", Stream: "news", Recipient: "a@example.com", At: t0}))
+	noErr(t, s.AddSend(ctx, store.Send{ID: 2, Scope: "acme", Stream: "news", Recipient: "b@example.com", At: t0.Add(day)}))
+	rec := func(id uint64, typ store.EventType, at time.Time, ft string) {
+		get(s.Record(ctx, store.Event{At: at, Type: typ, Scope: "acme", Stream: "news", SendID: id, FeedbackType: ft, Source: "test"}, store.Change{}))(t)
+	}
+	rec(1, store.Delivered, t0, "")
+	rec(1, store.Delivered, t0, "") // twice: still one copy
+	rec(1, store.Complaint, t0.Add(3*day), "abuse")
+	rec(2, store.Complaint, t0.Add(day), "not-spam")
+	rec(2, store.Bounced, t0.Add(day), "")
+	got := get(s.SendDays(ctx, t0.Truncate(day), t0.Add(2*day)))(t)
+	if len(got) != 2 {
+		t.Fatalf("SendDays = %+v", got)
+	}
+	if d := got[0]; d.Sent != 1 || d.Delivered != 1 || d.Complaints != 1 || !d.Day.Equal(t0.Truncate(day)) {
+		t.Errorf("day 1 = %+v", d)
+	}
+	if d := got[1]; d.Sent != 1 || d.Delivered != 0 || d.Complaints != 0 || d.SoftBounced != 1 {
+		t.Errorf("day 2 = %+v", d)
+	}
+	if got := get(s.SendDays(ctx, t0.Add(-2*day), t0.Add(-day)))(t); len(got) != 0 {
+		t.Errorf("empty period: %+v", got)
 	}
 }
 
