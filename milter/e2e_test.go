@@ -3,6 +3,7 @@ package milter
 import (
 	"bytes"
 	"fmt"
+	"net/mail"
 	"slices"
 	"strings"
 	"testing"
@@ -51,8 +52,11 @@ func (e *env) checkSigned(m postfixlab.Message, want ...string) {
 // published keys; the send is recorded under the queue ID Postfix logs
 // the delivery with.
 func TestSMTPAndSendmail(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	body := msg("news@example.com", "alice@dest.example", "by SMTP")
+	// Postfix adds a missing Message-ID and Date only for local SMTP
+	// clients (and for sendmail): make the SMTP client remote-like, so
+	// that the milter adds them.
+	e := newEnv(t, envOptions{lab: postfixlab.Options{Main: map[string]string{"local_header_rewrite_clients": ""}}})
+	body := msg("news@example.com", "alice@dest.example", "by SMTP", "X-Folded: a header\r\n\tfolded over two lines")
 	if err := e.lab.Send("news@example.com", []string{"alice@dest.example"}, body); err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +102,14 @@ func TestSMTPAndSendmail(t *testing.T) {
 		}
 		if !h.Has("Message-ID") || !h.Has("Date") {
 			t.Errorf("%s: no Message-ID or Date added:\n%s", rcpt, m.Header())
+		}
+		if rcpt == "alice@dest.example" {
+			if id := h.Get("Message-ID"); !strings.HasSuffix(id, "@example.com>") {
+				t.Errorf("%s: the milter's Message-ID %q is not on the author's domain", rcpt, id)
+			}
+			if _, err := mail.ParseDate(h.Get("Date")); err != nil {
+				t.Errorf("%s: the milter's Date: %v", rcpt, err)
+			}
 		}
 		if !bytes.HasSuffix(m.Data, []byte("trailing space \r\n-- \r\nend\r\n")) {
 			t.Errorf("%s: body changed:\n%q", rcpt, m.Body())

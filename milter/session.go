@@ -182,6 +182,13 @@ func (s *Server) reject(t *tx, code uint16, status, format string, a ...any) *go
 		level = "tempfailed"
 	}
 	s.log.Warn("message "+level, "queue_id", t.queueID, "reply", fmt.Sprintf("%d %s", code, status), "reason", text)
+	// An SMTP reply is ASCII (RFC 5321 §4.2).
+	text = strings.Map(func(r rune) rune {
+		if r > '~' {
+			return '?'
+		}
+		return r
+	}, strings.ReplaceAll(text, "§", "section "))
 	text = strings.Join(strings.Fields(text), " ")
 	if len(text) > 400 {
 		text = text[:400] + "..."
