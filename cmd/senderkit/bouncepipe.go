@@ -71,7 +71,7 @@ func (c *cli) bouncepipe(args []string) int {
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
-		return c.tempfail("store: %v", err)
+		return c.tempfail("%v", err)
 	}
 	defer st.Close()
 	in := &intake.Intake{Config: cfg, Keys: keys, Store: st, Log: log}
@@ -115,4 +115,3 @@ func spool(r io.Reader) (*os.File, error) {
 func (c *cli) classify(args []string) int {
 	return c.notYet("bouncepipe classify", "the classifier's JSON output", exitFailure)
 }
-
