@@ -44,6 +44,9 @@ type Config struct {
 	HTTP HTTP `toml:"http"`
 	// Log configures the operator log.
 	Log Log `toml:"log"`
+	// Check configures the DNS and compliance doctor (senderkit check
+	// --dns).
+	Check Check `toml:"check"`
 	// Scopes are the owners of reputation and consent: a hosting
 	// provider's customers, or sending domains. A message belongs to the
 	// first scope, in the order written, that matches it; mail that

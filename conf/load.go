@@ -276,6 +276,7 @@ func (c *Config) complete(pos map[string]int) Errors {
 	c.Milter.complete(l)
 	c.Policy.complete(l)
 	c.HTTP.complete(l)
+	c.Check.complete(l)
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		l.add("log.level", "%v", err)
 	}
