@@ -212,6 +212,7 @@ func Default() *Config {
 		Milter: defaultMilter(),
 		Policy: defaultPolicy(),
 		HTTP:   defaultHTTP(),
+		Check:  defaultCheck(),
 		Log:    Log{Level: "info", Format: "text"},
 		Scopes: []Scope{{
 			Name:        "default",
