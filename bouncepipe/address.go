@@ -30,8 +30,8 @@ func scanAddresses(s string, fn func(start, end int)) {
 		at += i
 		i = at + 1
 		start := at
-		for start > 0 && isLocalByte(s[start-1]) {
-			start--
+		for start > 0 && isLocalByte(s[start-1]) && s[start-1] != '=' {
+			start-- // "SMTP=user@...", "ORCPT=rfc822;user@...": keys, not local parts
 		}
 		for start < at && (s[start] == '.' || s[start] == '\'' || s[start] == '`') {
 			start++

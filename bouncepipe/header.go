@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
@@ -122,7 +123,9 @@ func (h *Header) Text(name string) string {
 // and returns an empty header, so that a message or part without a header
 // is read as all body. It reports whether any field was found.
 func readHeader(src lineSource, max int, top bool) (Header, bool) {
-	buf := make([]byte, 0, 512) // unfolded fields, one a line
+	sb := scratchPool.Get().(*[]byte)
+	defer scratchPool.Put(sb)
+	buf := (*sb)[:0] // unfolded fields, one a line
 	first := true
 	over := false // the header outgrew max: skip to its end
 	inField := false
@@ -184,8 +187,12 @@ func readHeader(src lineSource, max int, top bool) (Header, bool) {
 		buf = append(buf, trimEOL(line)...)
 		inField = true
 	}
+	*sb = buf
 	return parseFields(string(buf)), len(buf) > 0
 }
+
+// scratchPool holds the buffers readHeader unfolds fields into.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // parseFields splits unfolded "Name: value" lines into fields; the fields
 // share the one string.
@@ -248,13 +255,14 @@ func trimEOL(b []byte) []byte {
 func contentType(h *Header) (string, map[string]string) {
 	v := h.Get("Content-Type")
 	if v == "" {
-		return "text/plain", map[string]string{}
+		return "text/plain", nil
 	}
-	t, params, err := mime.ParseMediaType(v)
-	if err == nil {
-		return strings.ToLower(t), params
+	if strings.Contains(v, "*=") {
+		// RFC 2231 parameters: let the standard library decode them.
+		if t, params, err := mime.ParseMediaType(v); err == nil {
+			return strings.ToLower(t), params
+		}
 	}
-	params = map[string]string{}
 	t, rest, _ := strings.Cut(v, ";")
 	t = strings.TrimSpace(t)
 	if i := strings.IndexAny(t, " \t\r\n"); i > 0 {
@@ -262,8 +270,12 @@ func contentType(h *Header) (string, map[string]string) {
 		t = t[:i]
 	}
 	t = strings.ToLower(t)
+	var params map[string]string
 	for _, name := range []string{"boundary", "report-type", "charset"} {
 		if val, ok := looseParam(rest, name); ok {
+			if params == nil {
+				params = make(map[string]string, 2)
+			}
 			params[name] = val
 		}
 	}

@@ -37,7 +37,7 @@ type Options struct {
 // Limits that keep memory bounded whatever the input.
 const (
 	// DefaultMaxPartBytes is the default Options.MaxPartBytes.
-	DefaultMaxPartBytes = 64 << 10
+	DefaultMaxPartBytes = 32 << 10
 	// maxHeaderBytes caps the top-level header and part headers.
 	maxHeaderBytes = 256 << 10
 	// maxKeptBytes caps everything kept from one message.

@@ -3,6 +3,7 @@ package bouncepipe
 import (
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // Phrases. Bounce wording is matched word by word, not with regular
@@ -25,7 +26,7 @@ import (
 // "email", "X-Unix" reads "xunix"). Only ASCII letters are lower-cased, so
 // the words keep the byte offsets of the text.
 
-const maxGap = 4
+const maxGap = 6
 
 type ptok struct {
 	word   string
@@ -193,6 +194,21 @@ func (t *tokens) reset(s string) {
 			c += 'a' - 'A'
 		}
 		t.buf[i] = c
+		if c == '@' && start >= 0 && i+1 < len(s) && isDomainByte(s[i+1]) {
+			// An address is one word, so that no phrase runs through
+			// its parts.
+			for i+1 < len(s) && isDomainByte(s[i+1]) {
+				i++
+				if s[i] >= 'A' && s[i] <= 'Z' {
+					t.buf[i] = s[i] + 'a' - 'A'
+				} else {
+					t.buf[i] = s[i]
+				}
+			}
+			t.endWord(start, i+1)
+			start = -1
+			continue
+		}
 		if isWordByte(c) && !(c == '\'' && start < 0) {
 			if start < 0 {
 				start = i
@@ -250,43 +266,103 @@ type hit struct {
 	word   int32 // index of its first word
 }
 
-// find calls fn for every phrase that starts among words [from, to) of
-// t, in text order; fn returns false to stop.
-func (m *matcher) find(t *tokens, from, to int, fn func(hit) bool) {
-	stop := false
-	for i := from; i < to && !stop; i++ {
-		var last int32 = -1
-		m.root.walk(t, i, func(id int32) {
-			if id != last && !stop {
-				last = id
-				stop = !fn(hit{id, int32(i)})
+// findAll appends to hits every phrase that starts among words
+// [from, to) of t, in text order.
+func (m *matcher) findAll(t *tokens, from, to int, hits []hit) []hit {
+	for i := from; i < to; i++ {
+		w := t.wordBytes(i)
+		c := m.root.next[string(w)]
+		if c == nil && len(m.root.pre) == 0 {
+			continue
+		}
+		start := len(hits)
+		if c != nil {
+			hits = c.walk(t, i+1, int32(i), hits)
+		}
+		for _, e := range m.root.pre {
+			if len(w) >= len(e.prefix) && string(w[:len(e.prefix)]) == e.prefix {
+				hits = e.to.walk(t, i+1, int32(i), hits)
 			}
-		})
+		}
+		hits = dedupe(hits, start)
 	}
+	return hits
 }
 
-// walk reports the phrases that match from the trie node n at word i.
-func (n *node) walk(t *tokens, i int, found func(int32)) {
+// dedupe drops repeated phrases among hits[start:], found through gaps
+// of different lengths.
+func dedupe(hits []hit, start int) []hit {
+	if len(hits)-start < 2 {
+		return hits
+	}
+	out := hits[:start]
+	for k := start; k < len(hits); k++ {
+		dup := false
+		for _, h := range out[start:] {
+			if h.phrase == hits[k].phrase {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, hits[k])
+		}
+	}
+	return out
+}
+
+// walk appends the phrases that match from the trie node n, the next word
+// being i, each as starting at word at.
+func (n *node) walk(t *tokens, i int, at int32, hits []hit) []hit {
 	for _, id := range n.ends {
-		found(id)
+		hits = append(hits, hit{id, at})
 	}
 	if i < t.n() {
 		w := t.wordBytes(i)
 		if c := n.next[string(w)]; c != nil {
-			c.walk(t, i+1, found)
+			hits = c.walk(t, i+1, at, hits)
 		}
 		for _, e := range n.pre {
 			if len(w) >= len(e.prefix) && string(w[:len(e.prefix)]) == e.prefix {
-				e.to.walk(t, i+1, found)
+				hits = e.to.walk(t, i+1, at, hits)
 			}
 		}
 	}
 	if n.gap != nil {
 		for g := 0; g <= maxGap && i+g <= t.n(); g++ {
-			n.gap.walk(t, i+g, found)
+			hits = n.gap.walk(t, i+g, at, hits)
 		}
 	}
+	return hits
 }
+
+// has reports whether s contains a phrase of tag, reading s with scratch
+// buffers.
+func (m *matcher) has(s string, tag int) bool { return m.hasShort(s, tag, 0) }
+
+// hasShort is has for a text of at most maxWords words (0: any).
+func (m *matcher) hasShort(s string, tag int, maxWords int) bool {
+	t := tokenPool.Get().(*tokens)
+	defer tokenPool.Put(t)
+	t.reset(s)
+	if maxWords > 0 && t.n() > maxWords {
+		return false
+	}
+	hp := hitPool.Get().(*[]hit)
+	defer hitPool.Put(hp)
+	*hp = m.findAll(t, 0, t.n(), (*hp)[:0])
+	for _, h := range *hp {
+		if m.phrases[h.phrase].tag == tag {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	tokenPool = sync.Pool{New: func() any { return new(tokens) }}
+	hitPool   = sync.Pool{New: func() any { h := make([]hit, 0, 16); return &h }}
+)
 
 // tagSet records which tags a text matched, and the first phrase of each.
 type tagSet struct {

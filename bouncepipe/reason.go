@@ -30,6 +30,16 @@ func findReason(r *Record, x recordCtx) string {
 	if groupPost(r) {
 		return "rejected"
 	}
+	if x.mailer {
+		return "mailererror" // RFC 3464 §2.3.6 x-unix: a local program failed
+	}
+	switch r.ReplyCode {
+	case "521", "556":
+		// RFC 7504: the host or the domain does not accept mail.
+		if !x.diag.has(ruleIndex("blocked")) {
+			return "notaccept"
+		}
+	}
 	byStatus := statusReason(r.Status)
 	precise := byStatus != "" && !isGenericStatus(r.Status)
 
@@ -45,9 +55,6 @@ func findReason(r *Record, x recordCtx) string {
 	}
 	if precise {
 		return byStatus
-	}
-	if x.mailer {
-		return "mailererror" // RFC 3464 §2.3.6 x-unix: a local program failed
 	}
 	// Then what the report says around it, then the whole report.
 	for _, get := range []func() tagSet{x.own, x.whole} {
@@ -95,6 +102,11 @@ func refine(byText string, r *Record) string {
 		}
 	}
 	switch byText {
+	case "mesgtoobig":
+		if strings.HasSuffix(r.Status, ".2.3") {
+			// RFC 3463 X.2.3: over the mailbox's own limit.
+			return "exceedlimit"
+		}
 	case "hostunknown":
 		if strings.HasPrefix(r.Status, "4.") || r.Status == "" && strings.HasPrefix(r.ReplyCode, "4") {
 			// A domain that does not resolve now may resolve later.
@@ -188,4 +200,14 @@ func explain(text string) (string, string) {
 		}
 	}
 	return "", ""
+}
+
+// ruleIndex returns the index of the main rule of a reason.
+func ruleIndex(reason string) int {
+	for i, tr := range textRules {
+		if tr.reason == reason && !tr.early {
+			return i
+		}
+	}
+	return -1
 }

@@ -62,7 +62,7 @@ var replyWords = []string{"said", "says", "reply", "replied", "response", "respo
 // status code ("said: 550 5.1.1"), else one after the words that
 // introduce a reply ("Remote host said: 550"); "" if there is none.
 func findReplyCode(s string) string {
-	best, rank := "", 4
+	best, rank := "", 5
 	for i := 0; i+3 <= len(s) && rank > 1; i++ {
 		c := s[i]
 		if c != '2' && c != '4' && c != '5' || s[i+1] < '0' || s[i+1] > '5' || !isDigit(s[i+2]) {
@@ -76,11 +76,13 @@ func findReplyCode(s string) string {
 			s[e] == '\t' || s[e] == '\n' || s[e] == '\r' || s[e] == '.' && (e+1 == len(s) || !isDigit(s[e+1]))) {
 			continue
 		}
-		r := 4
+		r := 5
 		before := strings.TrimRight(s[:i], " \t:=#([")
 		switch {
 		case strings.TrimSpace(before) == "":
 			r = 1
+		case strings.HasSuffix(strings.TrimRight(s[:i], " \t"), ":") || strings.HasSuffix(strings.TrimRight(s[:i], " \t"), ">"):
+			r = 4 // "<rcpt>: 550 unknown user"
 		case e+1 < len(s) && (s[e] == ' ' || s[e] == '-') && findStatus(s[e+1:min(len(s), e+10)]) != "" && strings.IndexByte("245", s[e+1]) >= 0 ||
 			e+2 < len(s) && (s[e] == ' ' || s[e] == '-') && s[e+1] == '#' && findStatus(s[e+2:min(len(s), e+11)]) != "":
 			r = 2
@@ -92,8 +94,11 @@ func findReplyCode(s string) string {
 					break
 				}
 			}
+			if r == 5 && e < len(s) && s[e] == '-' && e+1 < len(s) && !isDigit(s[e+1]) {
+				r = 4 // a multi-line reply, "550-'Unknown user"
+			}
 		}
-		if r < rank {
+		if r < rank && r < 5 {
 			best, rank = s[i:e], r
 		}
 	}
@@ -200,7 +205,7 @@ func statusReason(status string) string {
 	}
 	if class == "4" {
 		switch rest {
-		case "1.1", "1.0", "1.3":
+		case "1.1", "1.0", "1.3", "2.0":
 			return "" // a temporary "bad mailbox" is not a user unknown
 		}
 	}

@@ -45,10 +45,7 @@ func (v *view) words() *view {
 		}
 		v.lineWord[l] = int32(w)
 	}
-	wording.find(&v.tok, 0, n, func(h hit) bool {
-		v.hits = append(v.hits, h)
-		return true
-	})
+	v.hits = wording.findAll(&v.tok, 0, n, nil)
 	return v
 }
 
@@ -174,7 +171,7 @@ func markerLine(line string) int {
 			}
 			return markerNo
 		}
-		if scanTags(words).has(listTag(listMarker)) {
+		if wording.has(words, listTag(listMarker)) {
 			return markerYes
 		}
 		return markerNo
@@ -182,8 +179,7 @@ func markerLine(line string) int {
 	if len(t) > 100 || !mayBeMarker(t) {
 		return markerNo
 	}
-	v := newView(t).words()
-	if v.tok.n() <= 10 && v.all().has(listTag(listMarkerLine)) {
+	if wording.hasShort(t, listTag(listMarkerLine), 10) {
 		return markerYes
 	}
 	return markerNo
@@ -278,6 +274,9 @@ func (m *mailView) inlineOriginal() *Header {
 		_, rest := splitReport(t)
 		for i := 0; i < 40 && rest != ""; i++ {
 			if quotedHeaderAt(rest) {
+				if end := strings.Index(rest, "\n\n"); end > 0 {
+					rest = rest[:end+1] // the header only
+				}
 				if len(rest) > maxOriginalBody {
 					rest = rest[:maxOriginalBody]
 				}

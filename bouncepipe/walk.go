@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"html"
 	"io"
-	"mime"
 	"strings"
 	"unicode/utf8"
 
@@ -164,21 +163,23 @@ func (c *collected) readBody(h *Header, body lineSource, max int) []byte {
 // read as it is; an unknown encoding or charset leaves the bytes as they
 // are.
 func decodedSource(h *Header, body lineSource) (lineSource, func()) {
-	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Type")))
+	mt, params := contentType(h)
 	enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
 	identity := enc == "" || enc == "7bit" || enc == "8bit" || enc == "binary"
 	plain := true
-	if strings.HasPrefix(cte, "text/") {
-		if _, params, err := mime.ParseMediaType(cte); err == nil {
-			switch strings.ToLower(params["charset"]) {
-			case "", "us-ascii", "utf-8", "utf8", "ascii":
-			default:
-				plain = false
-			}
+	if strings.HasPrefix(mt, "text/") {
+		switch strings.ToLower(params["charset"]) {
+		case "", "us-ascii", "utf-8", "utf8", "ascii":
+		default:
+			plain = false
 		}
 	}
 	if identity && plain {
 		return body, func() { drain(body) }
+	}
+	if enc == "quoted-printable" && plain {
+		q := &qpSource{src: body}
+		return q, func() { drain(body) }
 	}
 	raw := &sourceReader{src: body}
 	var r io.Reader = raw
@@ -416,4 +417,56 @@ func isMessageHeader(h *Header) bool {
 	trace := h.Has("Received") || h.Has("Return-Path") || h.Has("Message-Id")
 	who := h.Has("From") || h.Has("To") || h.Has("Subject")
 	return trace && who
+}
+
+// qpSource decodes quoted-printable (RFC 2045 §6.7) line by line. A soft
+// line break leaves the line without its line ending, so the next line
+// continues it; malformed escapes are kept as they are.
+type qpSource struct {
+	src lineSource
+	buf []byte
+}
+
+func (q *qpSource) readLine() ([]byte, bool, error) {
+	b, cont, err := q.src.readLine()
+	if err != nil {
+		return nil, false, err
+	}
+	q.buf = q.buf[:0]
+	eol := len(b)
+	for eol > 0 && (b[eol-1] == '\n' || b[eol-1] == '\r') {
+		eol--
+	}
+	body := bytes.TrimRight(b[:eol], " \t")
+	soft := len(body) > 0 && body[len(body)-1] == '='
+	if soft {
+		body = body[:len(body)-1]
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c == '=' && i+2 < len(body)+0 && isHex(body[i+1]) && isHex(body[i+2]) {
+			q.buf = append(q.buf, unhex(body[i+1])<<4|unhex(body[i+2]))
+			i += 2
+			continue
+		}
+		q.buf = append(q.buf, c)
+	}
+	if !soft && eol < len(b) {
+		q.buf = append(q.buf, '\n')
+	}
+	return q.buf, cont, nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
 }
