@@ -124,3 +124,32 @@ func TestSMTPAndSendmail(t *testing.T) {
 		}
 	}
 }
+
+// Internationalised domains: a scope and a signing rule written with
+// U-labels match mail whose envelope uses the A-label and whose From
+// header is UTF-8 (RFC 6532); d= is the A-label, and the signature
+// verifies against the A-label's DNS record.
+func TestInternationalised(t *testing.T) {
+	e := newEnv(t, envOptions{
+		signingTable: "*@bücher.example idn\n",
+		scopes: `
+[[scope]]
+name = "buecher"
+sender_domains = ["Bücher.example"]
+`,
+		lab: postfixlab.Options{Main: map[string]string{"smtputf8_enable": "yes"}},
+	})
+	body := []byte("From: =?utf-8?q?J=C3=BCrgen?= <jürgen@bücher.example>\r\nTo: <zoë@dest.example>\r\nSubject: Grüße\r\n\r\nHallo\r\n")
+	if err := e.lab.Send("news@xn--bcher-kva.example", []string{"zoe@dest.example"}, body); err != nil {
+		t.Fatal(err)
+	}
+	m := e.lab.Sink.Wait(t, 1, wait)[0]
+	_, send := e.copyOf(m)
+	if send.Scope != "buecher" || send.Recipient != "zoe@dest.example" {
+		t.Errorf("send %+v", send)
+	}
+	if fid := header(t, m).Get("Feedback-ID"); fid != "bulk:buecher:bulk:bounces.example.net" {
+		t.Errorf("Feedback-ID %q", fid)
+	}
+	e.checkSigned(m, "xn--bcher-kva.example/s1")
+}

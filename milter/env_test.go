@@ -57,8 +57,9 @@ type envOptions struct {
 	milter string
 	// signingTable replaces the refile: SigningTable; the KeyTable has
 	// "rsa" (example.com, s=rsa2026, RSA 2048), "ed" (example.com,
-	// s=ed2026, Ed25519) and "cust" (%:mail:keys/%.pem, a key per
-	// domain; keys exist for customer1.test only).
+	// s=ed2026, Ed25519), "cust" (%:mail:keys/%.pem, a key per domain;
+	// keys exist for customer1.test only) and "idn" (bücher.example,
+	// s=s1, Ed25519).
 	signingTable string
 	// lab adds to the lab's options.
 	lab postfixlab.Options
@@ -243,7 +244,9 @@ func (e *env) writeKeys(signingTable string) {
 	write("rsa.pem", "example.com", "rsa2026", "rsa")
 	write("ed.pem", "example.com", "ed2026", "ed25519")
 	write("customer1.test.pem", "customer1.test", "mail", "rsa")
-	kt := "rsa example.com:rsa2026:./keys/rsa.pem\ned example.com:ed2026:./keys/ed.pem\ncust %:mail:./keys/%.pem\n"
+	write("idn.pem", "xn--bcher-kva.example", "s1", "ed25519")
+	kt := "rsa example.com:rsa2026:./keys/rsa.pem\ned example.com:ed2026:./keys/ed.pem\ncust %:mail:./keys/%.pem\n" +
+		"idn bücher.example:s1:./keys/idn.pem\n"
 	os.WriteFile(filepath.Join(e.dir, "KeyTable"), []byte(kt), 0o644)
 	os.WriteFile(filepath.Join(e.dir, "SigningTable"), []byte(signingTable), 0o644)
 }
