@@ -319,6 +319,14 @@ type ProblemCount struct {
 	Example string // the remote's text of the last one
 }
 
+// EventCount is how many events of one type, reason and scope there are.
+type EventCount struct {
+	Type   EventType
+	Reason string
+	Scope  string
+	Count  int64
+}
+
 // Store is what the plug-ins and the CLI need from persistent state.
 // Implementations are safe for concurrent use, and writes from several
 // processes (serve and many bounce pipes) are serialised without loss.
@@ -362,6 +370,11 @@ type Store interface {
 	Suppressions(ctx context.Context, f Filter, fn func(Suppression) error) error
 	// Events calls fn for each matching event in the order recorded.
 	Events(ctx context.Context, f EventFilter, fn func(Event) error) error
+
+	// CountEvents counts the events recorded after event afterID, by
+	// type, reason and scope, and returns the last event id counted: the
+	// metrics keep their totals current by asking only for what is new.
+	CountEvents(ctx context.Context, afterID int64) ([]EventCount, int64, error)
 
 	// SendDays counts, per scope, stream and send day, what became of
 	// the copies sent in [since, until).

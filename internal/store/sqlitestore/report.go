@@ -129,3 +129,34 @@ ORDER BY e.id`, since.Unix(), until.Unix())
 	})
 	return out, nil
 }
+
+// CountEvents implements store.Store.
+func (d *DB) CountEvents(ctx context.Context, afterID int64) ([]store.EventCount, int64, error) {
+	// Fix the upper bound first, so that the counts and the returned id
+	// describe the same events even while others are being recorded.
+	var last int64
+	if err := d.r.QueryRowContext(ctx, "SELECT coalesce(max(id), 0) FROM events").Scan(&last); err != nil {
+		return nil, 0, fmt.Errorf("sqlitestore: count events: %w", err)
+	}
+	if last <= afterID {
+		return nil, afterID, nil
+	}
+	rows, err := d.r.QueryContext(ctx, `
+SELECT e.type, e.reason, coalesce(sc.name, ''), count(*)
+FROM events e LEFT JOIN names sc ON sc.id = e.scope_id
+WHERE e.id > ? AND e.id <= ?
+GROUP BY e.type, e.reason, e.scope_id`, afterID, last)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlitestore: count events: %w", err)
+	}
+	defer rows.Close()
+	var out []store.EventCount
+	for rows.Next() {
+		var c store.EventCount
+		if err := rows.Scan(&c.Type, &c.Reason, &c.Scope, &c.Count); err != nil {
+			return nil, 0, fmt.Errorf("sqlitestore: count events: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, last, rows.Err()
+}

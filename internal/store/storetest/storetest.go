@@ -34,6 +34,7 @@ func Run(t *testing.T, open Opener) {
 		{"UnsuppressKeepsHistory", testUnsuppress},
 		{"SoftBounceStreak", testSoftBounceStreak},
 		{"SendDays", testSendDays},
+		{"CountEvents", testCountEvents},
 		{"Import", testImport},
 		{"Invalid", testInvalid},
 		{"ListedSince", testListedSince},
@@ -469,6 +470,36 @@ func testSendDays(t *testing.T, s store.Store) {
 	}
 	if got := get(s.SendDays(ctx, t0.Add(-2*day), t0.Add(-day)))(t); len(got) != 0 {
 		t.Errorf("empty period: %+v", got)
+	}
+}
+
+func testCountEvents(t *testing.T, s store.Store) {
+	counts, last, err := s.CountEvents(ctx, 0)
+	if err != nil || len(counts) != 0 || last != 0 {
+		t.Fatalf("empty store: %v %d %v", counts, last, err)
+	}
+	for range 3 {
+		get(s.Record(ctx, bounce("a@example.com", "", t0), store.Change{}))(t)
+	}
+	get(s.Record(ctx, store.Event{At: t0, Type: store.Unattributed, Reason: "forged", Source: "bouncepipe"}, store.Change{}))(t)
+	counts, last, err = s.CountEvents(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[store.EventCount]bool{
+		{Type: store.Bounced, Reason: "userunknown", Scope: "acme", Count: 3}: true,
+		{Type: store.Unattributed, Reason: "forged", Scope: "", Count: 1}:     true,
+	}
+	if len(counts) != 2 || !want[counts[0]] || !want[counts[1]] {
+		t.Errorf("counts = %+v", counts)
+	}
+	get(s.Record(ctx, bounce("b@example.com", "", t0), store.Change{}))(t)
+	more, last2, _ := s.CountEvents(ctx, last)
+	if len(more) != 1 || more[0].Count != 1 || last2 != last+1 {
+		t.Errorf("since %d: %+v, last %d", last, more, last2)
+	}
+	if none, last3, _ := s.CountEvents(ctx, last2); len(none) != 0 || last3 != last2 {
+		t.Errorf("nothing new: %+v %d", none, last3)
 	}
 }
 
