@@ -237,6 +237,31 @@ func quote(s string) string {
 	return b.String()
 }
 
+// plainASCII returns d lower-cased when the IDNA mapping would leave it
+// so: every label made of ASCII letters, digits, '_' and '-', not
+// starting or ending with '-', and without "--" in its third and fourth
+// places (RFC 5891 §4.2.3.1, which also keeps A-labels, "xn--", for
+// IDNA to check). It spares the common domain the IDNA machinery, which
+// the policy server would otherwise run for every recipient.
+func plainASCII(d string) (string, bool) {
+	start := 0
+	for i := 0; i <= len(d); i++ {
+		if i < len(d) && d[i] != '.' {
+			c := d[i] | 0x20
+			if !(c >= 'a' && c <= 'z' || d[i] >= '0' && d[i] <= '9' || d[i] == '-' || d[i] == '_') {
+				return "", false
+			}
+			continue
+		}
+		l := d[start:i]
+		if l == "" || l[0] == '-' || l[len(l)-1] == '-' || len(l) >= 4 && l[2] == '-' && l[3] == '-' {
+			return "", false
+		}
+		start = i + 1
+	}
+	return strings.ToLower(d), true
+}
+
 // NormalizeDomain lower-cases and IDNA-encodes a domain name, drops one
 // trailing dot, and checks label and name lengths (RFC 1035 §2.3.4).
 // An address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") is returned in
@@ -253,11 +278,15 @@ func NormalizeDomain(d string) (string, error) {
 	if !utf8.ValidString(d) {
 		return "", fmt.Errorf("%w: %q is not valid UTF-8", ErrDomain, d)
 	}
-	a, err := idnaProfile.ToASCII(d)
-	if err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrDomain, d, err)
+	a, ok := plainASCII(d)
+	if !ok {
+		var err error
+		a, err = idnaProfile.ToASCII(d)
+		if err != nil {
+			return "", fmt.Errorf("%w: %q: %v", ErrDomain, d, err)
+		}
+		a = strings.ToLower(a)
 	}
-	a = strings.ToLower(a)
 	if len(a) > maxDomain-2 { // 253 in presentation form
 		return "", fmt.Errorf("%w: %q is %d octets long", ErrTooLong, d, len(a))
 	}
