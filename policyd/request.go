@@ -109,5 +109,13 @@ func (req *Request) set(name, value []byte) {
 	default:
 		return
 	}
-	*dst = string(value)
+	// The values Postfix repeats are kept without a copy.
+	switch string(value) {
+	case "RCPT":
+		*dst = "RCPT"
+	case "smtpd_access_policy":
+		*dst = "smtpd_access_policy"
+	default:
+		*dst = string(value)
+	}
 }

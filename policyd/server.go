@@ -108,7 +108,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			}
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(lim.RequestTimeout))
+		// One deadline for reading the request and writing the answer.
+		c.SetDeadline(time.Now().Add(lim.RequestTimeout))
 		if err := ReadRequest(r, &req, lim.Limits); err != nil {
 			if ctx.Err() == nil {
 				s.Log.Warn("policy client broke the protocol or a limit; disconnecting it", "remote", c.RemoteAddr(), "err", err)
@@ -116,7 +117,6 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			return
 		}
 		action := s.Decider.Decide(ctx, &req)
-		c.SetWriteDeadline(time.Now().Add(lim.RequestTimeout))
 		w.WriteString("action=")
 		w.WriteString(action)
 		w.WriteString("\n\n")

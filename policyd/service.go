@@ -34,9 +34,10 @@ type Service struct {
 	// Listener, if set, is served instead of opening policy.listen.
 	Listener net.Listener
 
-	// Throttle and Filter are the live state (set by Run; for tests).
-	Throttle *Throttler
-	Filter   *Filter
+	// Filter is the in-memory suppression filter; Run makes one when nil.
+	Filter *Filter
+
+	throttle *Throttler
 }
 
 // saveEvery is how often a changed throttle state is written to the
@@ -54,13 +55,15 @@ func (s *Service) Run(ctx context.Context) error {
 	if res == nil {
 		res = configResolver{s.Config}
 	}
-	s.Throttle = NewThrottler(func() *conf.Throttle { return &s.Config().Policy.Throttle }, now)
+	s.throttle = NewThrottler(func() *conf.Throttle { return &s.Config().Policy.Throttle }, now)
 	if ts, err := s.Store.Throttles(ctx); err != nil {
 		s.Log.Error("reading the saved throttle state failed; starting afresh", "err", err)
 	} else {
-		s.Throttle.Restore(ts)
+		s.throttle.Restore(ts)
 	}
-	s.Filter = &Filter{}
+	if s.Filter == nil {
+		s.Filter = &Filter{}
+	}
 	grouper := &Grouper{Resolver: res, Now: now, Static: func(d string) string { return s.Config().Policy.Throttle.Group(d) }}
 
 	ln := s.Listener
@@ -74,7 +77,7 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { s.refreshFilter(ctx) })
 	wg.Go(func() { s.saveThrottle(ctx) })
 	if src := cfg.Policy.Maillog; src != "" {
-		d := &Deliveries{Store: s.Store, Config: s.Config, Throttle: s.Throttle, Grouper: grouper, Log: s.Log, Now: now}
+		d := &Deliveries{Store: s.Store, Config: s.Config, Throttle: s.throttle, Grouper: grouper, Log: s.Log, Now: now}
 		f := follower(src, cfg.StateDir, s.Log)
 		s.Log.Info("following Postfix's log", "source", src)
 		wg.Go(func() {
@@ -86,7 +89,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var err error
 	if ln != nil {
 		srv := &Server{
-			Decider: &Policy{Store: s.Store, Config: s.Config, Filter: s.Filter, Throttle: s.Throttle, Grouper: grouper, Log: s.Log, Now: now},
+			Decider: &Policy{Store: s.Store, Config: s.Config, Filter: s.Filter, Throttle: s.throttle, Grouper: grouper, Log: s.Log, Now: now},
 			Limits:  func() ServerLimits { return limitsOf(s.Config()) },
 			Log:     s.Log,
 		}
@@ -176,13 +179,13 @@ func (s *Service) saveThrottle(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		gen := s.Throttle.Generation()
+		gen := s.throttle.Generation()
 		if gen == saved {
 			continue
 		}
-		snap := s.Throttle.Snapshot()
+		snap := s.throttle.Snapshot()
 		if len(snap) == 0 && wasEmpty {
-			saved = s.Throttle.Generation()
+			saved = s.throttle.Generation()
 			continue
 		}
 		if err := s.Store.SetThrottles(ctx, snap); err != nil {
@@ -191,7 +194,7 @@ func (s *Service) saveThrottle(ctx context.Context) {
 			}
 			continue
 		}
-		saved, wasEmpty = s.Throttle.Generation(), len(snap) == 0
+		saved, wasEmpty = s.throttle.Generation(), len(snap) == 0
 	}
 }
 
