@@ -15,8 +15,9 @@ import (
 // and the Postfix log follower that feeds its throttling.
 type Policy struct {
 	// Listen is "inet:HOST:PORT" or "unix:/path" as in Postfix's
-	// check_policy_service, or "" to run no policy server.
-	// Default "inet:127.0.0.1:10040".
+	// check_policy_service, or "" to run no policy server. Changing it
+	// takes a restart of senderkit serve; every other policy setting
+	// applies on reload. Default "inet:127.0.0.1:10040".
 	Listen Listen `toml:"listen"`
 	// MaxConnections caps concurrent connections; each smtpd process
 	// keeps one open. Further connections wait until one closes.
@@ -51,8 +52,11 @@ type Policy struct {
 	// Maillog is where Postfix logs deliveries: the path of a log file
 	// (maillog_file, or syslog's /var/log/mail.log), "journal" for the
 	// systemd journal (journalctl), or "" to follow no log (no
-	// throttling, no delivery events). The position reached is kept in
-	// state_dir, so a restart resumes where it stopped. Default "".
+	// throttling, no delivery events). The journal is read for facility
+	// mail (Postfix's syslog_facility default). The position reached is
+	// kept in state_dir, so a restart resumes where it stopped; a first
+	// start reads the file from its start, or the journal's last day.
+	// Changing it takes a restart of senderkit serve. Default "".
 	Maillog string `toml:"maillog"`
 	// Resolver is the "IP:PORT" of the DNS resolver asked for the MX
 	// records that group destinations, or "" for the first nameserver in
