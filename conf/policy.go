@@ -16,12 +16,12 @@ import (
 type Policy struct {
 	// Listen is "inet:HOST:PORT" or "unix:/path" as in Postfix's
 	// check_policy_service, or "" to run no policy server. Changing it
-	// takes a restart of senderkit serve; every other policy setting
-	// applies on reload. Default "inet:127.0.0.1:10040".
+	// takes a restart of senderkit serve; the other policy settings
+	// apply on reload, unless they say otherwise. Default "inet:127.0.0.1:10040".
 	Listen Listen `toml:"listen"`
 	// MaxConnections caps concurrent connections; each smtpd process
-	// keeps one open. Further connections wait until one closes.
-	// Default 1000.
+	// keeps one open. Further connections wait until one closes. Read at
+	// start. Default 1000.
 	MaxConnections int `toml:"max_connections"`
 	// IdleTimeout closes a connection that sends no request for this
 	// long. Keep it above Postfix's smtpd_policy_service_max_idle (300s).
