@@ -47,6 +47,8 @@ type Config struct {
 	// Check configures the DNS and compliance doctor (senderkit check
 	// --dns).
 	Check Check `toml:"check"`
+	// Metrics configures the Prometheus endpoint.
+	Metrics Metrics `toml:"metrics"`
 	// Scopes are the owners of reputation and consent: a hosting
 	// provider's customers, or sending domains. A message belongs to the
 	// first scope, in the order written, that matches it; mail that
@@ -108,6 +110,13 @@ type Suppression struct {
 	SoftExpiry Duration `toml:"soft_expiry"`
 	// SoftExpiryMax caps the doubling. Default "365d".
 	SoftExpiryMax Duration `toml:"soft_expiry_max"`
+}
+
+// Metrics configures the Prometheus endpoint of senderkit serve.
+type Metrics struct {
+	// Listen is "HOST:PORT" for GET /metrics, or "" for none.
+	// Default "127.0.0.1:9465".
+	Listen string `toml:"listen"`
 }
 
 // Log configures the operator log (the mail-event log is separate).
@@ -209,11 +218,12 @@ func Default() *Config {
 			SoftExpiry:    Duration(30 * 24 * time.Hour),
 			SoftExpiryMax: Duration(365 * 24 * time.Hour),
 		},
-		Milter: defaultMilter(),
-		Policy: defaultPolicy(),
-		HTTP:   defaultHTTP(),
-		Check:  defaultCheck(),
-		Log:    Log{Level: "info", Format: "text"},
+		Milter:  defaultMilter(),
+		Policy:  defaultPolicy(),
+		HTTP:    defaultHTTP(),
+		Check:   defaultCheck(),
+		Metrics: Metrics{Listen: "127.0.0.1:9465"},
+		Log:     Log{Level: "info", Format: "text"},
 		Scopes: []Scope{{
 			Name:        "default",
 			Clients:     []string{"127.0.0.0/8", "::1/128"},

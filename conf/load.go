@@ -277,6 +277,11 @@ func (c *Config) complete(pos map[string]int) Errors {
 	c.Policy.complete(l)
 	c.HTTP.complete(l)
 	c.Check.complete(l)
+	if c.Metrics.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
+			l.add("metrics.listen", "%q: want IP:PORT", c.Metrics.Listen)
+		}
+	}
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		l.add("log.level", "%v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/internal/logging"
 	"github.com/senderkit/senderkit/internal/store"
@@ -57,6 +59,9 @@ type server struct {
 	logs  *logging.Set
 
 	unsubscribe *unsubscribe.Server // set by httpPart, for metrics
+	// collectors are the parts' counters for the metrics endpoint; a
+	// part adds its own when it is made.
+	collectors []prometheus.Collector
 }
 
 // cfg returns the configuration in force.
@@ -131,7 +136,7 @@ func (c *cli) serve(args []string) int {
 	}()
 
 	parts := []part{{"conf", w.Run}}
-	for _, p := range []*part{s.milterPart(), s.policyPart(), s.httpPart()} {
+	for _, p := range []*part{s.milterPart(), s.policyPart(), s.httpPart(), s.metricsPart()} {
 		if p != nil {
 			parts = append(parts, *p)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,7 +35,7 @@ func TestServeKeyAndReload(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	cfgText := func(domain string) string {
-		return fmt.Sprintf("state_dir = %q\n[bounce]\ndomain = %q\n[milter]\nlisten = \"\"\n[policy]\nlisten = \"\"\n[http]\nlisten = \"\"\n", state, domain)
+		return fmt.Sprintf("state_dir = %q\n[bounce]\ndomain = %q\n[milter]\nlisten = \"\"\n[policy]\nlisten = \"\"\n[http]\nlisten = \"\"\n[metrics]\nlisten = \"\"\n", state, domain)
 	}
 	cfg := writeFile(t, dir, "senderkit.toml", cfgText("bounces.one.example"))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -95,7 +96,7 @@ func TestServeRefusesBrokenConfig(t *testing.T) {
 func TestServeUnsubscribeEndpoint(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
-	addr := freeAddr(t)
+	addr, maddr := freeAddr(t), freeAddr(t)
 	cfg := writeFile(t, dir, "senderkit.toml", fmt.Sprintf(`state_dir = %q
 [milter]
 listen = ""
@@ -104,7 +105,9 @@ listen = ""
 [http]
 listen = %q
 base_url = "http://%s/u/"
-`, state, addr, addr))
+[metrics]
+listen = %q
+`, state, addr, addr, maddr))
 	ctx, cancel := context.WithCancel(context.Background())
 	log := &lockedBuffer{}
 	done := make(chan int)
@@ -141,4 +144,42 @@ base_url = "http://%s/u/"
 	if _, ok, _ := st.Lookup(bg, store.Query{Scope: "default", Address: "bob@example.com", At: time.Now()}); !ok {
 		t.Error("the one-click POST to serve did not unsubscribe")
 	}
+	other, _ := token.NewKeyring(token.Key{ID: 1, Secret: []byte(strings.Repeat("x", 32))})
+	ftok, _ := other.Encode(token.Token{Kind: token.Copy, Time: time.Now(), SendID: 77, Scope: sc, Stream: sm})
+	forged, _ := http.Get("http://" + addr + "/u/" + ftok)
+	forged.Body.Close()
+	// The metrics count exactly what happened: one unsubscribe (by the
+	// endpoint, and as a store event), one page, one bad link.
+	m := scrapeMetrics(t, maddr)
+	for k, want := range map[string]string{
+		"senderkit_http_unsubscribes_total":             "1",
+		"senderkit_http_pages_total":                    "1",
+		"senderkit_http_malformed_total":                "0",
+		"senderkit_http_forged_tokens_total":            "1",
+		`senderkit_unsubscribes_total{scope="default"}`: "1",
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %q, want %s", k, m[k], want)
+		}
+	}
+}
+
+// scrapeMetrics reads serve's /metrics into name{labels} -> value.
+func scrapeMetrics(t *testing.T, addr string) map[string]string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		out[line[:i]] = line[i+1:]
+	}
+	return out
 }
