@@ -23,7 +23,7 @@ type feedbackReport struct {
 
 // parseFeedback reads the fields of a feedback report. Field names are
 // case-insensitive; unknown fields are ignored (RFC 5965 §3.3).
-func parseFeedback(b []byte) feedbackReport {
+func parseFeedback(b string) feedbackReport {
 	var f feedbackReport
 	for _, fl := range splitFields(b) {
 		if fl.blank {
@@ -128,7 +128,7 @@ func (m *mailView) feedback() {
 	default:
 		for _, t := range m.c.texts {
 			if hasFeedbackFields(t) {
-				f = parseFeedback([]byte(t))
+				f = parseFeedback(t)
 				break
 			}
 		}

@@ -1,6 +1,7 @@
 package bouncepipe
 
 import (
+	"sort"
 	"strings"
 )
 
@@ -42,9 +43,9 @@ type field struct {
 // splitFields unfolds the header-like lines of b into fields (RFC 3464
 // §2.1 uses RFC 822 header syntax), keeping blank lines as separators.
 // Lines that are not fields are dropped.
-func splitFields(b []byte) []field {
+func splitFields(b string) []field {
 	var out []field
-	s := strings.ReplaceAll(string(b), "\r\n", "\n")
+	s := strings.ReplaceAll(b, "\r\n", "\n")
 	for _, line := range strings.Split(s, "\n") {
 		line = strings.TrimRight(line, "\r")
 		if strings.TrimSpace(line) == "" {
@@ -70,7 +71,7 @@ func splitFields(b []byte) []field {
 // delivery-status body (RFC 3464 §2.2, §2.3). It is lenient: a block
 // missing its blank line still starts a new recipient when a second
 // Final-Recipient or Original-Recipient appears.
-func parseDSN(b []byte) dsn {
+func parseDSN(b string) dsn {
 	var d dsn
 	var cur *dsnRecipient
 	flush := func() {
@@ -95,9 +96,10 @@ func parseDSN(b []byte) dsn {
 			d.arrivalDate = v
 			continue
 		case "final-recipient", "original-recipient", "x-actual-recipient":
-			if cur != nil && (f.name == "final-recipient" && cur.finalRecipient != "" ||
-				f.name == "original-recipient" && (cur.originalRecipient != "" || cur.finalRecipient != "") ||
-				cur.action != "" && cur.hasAddress()) {
+			// A second address of the same kind, or an address after a
+			// block that already has its action, starts a new block.
+			if cur != nil && (f.name == "final-recipient" && (cur.finalRecipient != "" || cur.action != "" && cur.hasAddress()) ||
+				f.name == "original-recipient" && (cur.originalRecipient != "" || cur.action != "" && cur.hasAddress())) {
 				flush()
 			}
 			if cur == nil {
@@ -208,7 +210,7 @@ func hasDSNFields(text string) bool {
 func (m *mailView) dsnRecords() bool {
 	var all []dsnRecipient
 	reporting := ""
-	read := func(b []byte) {
+	read := func(b string) {
 		d := parseDSN(b)
 		if reporting == "" {
 			reporting = d.reportingMTA
@@ -225,7 +227,7 @@ func (m *mailView) dsnRecords() bool {
 	if len(all) == 0 {
 		for _, t := range m.c.texts {
 			if hasDSNFields(t) {
-				read([]byte(t))
+				read(t)
 			}
 		}
 	}
@@ -253,8 +255,7 @@ func (m *mailView) dsnRecords() bool {
 		}
 	}
 	v := m.report()
-	ms := mentions(v, func(string) bool { return false })
-	segs := segments(v, ms, rcpts)
+	segs := segments(v, recipientLines(v, rcpts), rcpts)
 
 	failed, delayed, delivered := false, false, false
 	for _, d := range all {
@@ -343,4 +344,25 @@ func actionFromStatus(s string) string {
 		return "delayed"
 	}
 	return "failed"
+}
+
+// recipientLines finds the report lines that name one of rcpts.
+func recipientLines(v *view, rcpts []string) []mention {
+	var out []mention
+	for _, a := range rcpts {
+		for off := 0; off < len(v.text); {
+			i := indexFold(v.text[off:], a)
+			if i < 0 {
+				break
+			}
+			at := off + i
+			off = at + len(a)
+			if at > 0 && isLocalByte(v.text[at-1]) && v.text[at-1] != '=' || off < len(v.text) && isDomainByte(v.text[off]) && v.text[off] != '.' {
+				continue // part of a longer address
+			}
+			out = append(out, mention{line: v.lineAt(at), addr: a, weight: 3})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].line < out[j].line })
+	return out
 }

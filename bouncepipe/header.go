@@ -222,6 +222,24 @@ type pushback interface {
 	unread(line []byte)
 }
 
+// isFieldString is isFieldLine for a string.
+func isFieldString(line string) bool {
+	i := strings.IndexByte(line, ':')
+	if i <= 0 {
+		return false
+	}
+	name := strings.TrimRight(line[:i], " \t")
+	if name == "" {
+		return false
+	}
+	for j := 0; j < len(name); j++ {
+		if name[j] < 33 || name[j] > 126 {
+			return false
+		}
+	}
+	return true
+}
+
 // isFieldLine reports whether line starts "Name:" with a field name of
 // printable US-ASCII other than colon (RFC 5322 §2.2).
 func isFieldLine(line []byte) bool {
@@ -252,15 +270,15 @@ func trimEOL(b []byte) []byte {
 // contentType returns the lower-cased media type and parameters of a
 // Content-Type field. Broken parameters, common in bounces, do not lose
 // the media type or the boundary.
-func contentType(h *Header) (string, map[string]string) {
+func contentType(h *Header) (string, mediaParams) {
 	v := h.Get("Content-Type")
 	if v == "" {
-		return "text/plain", nil
+		return "text/plain", mediaParams{}
 	}
 	if strings.Contains(v, "*=") {
 		// RFC 2231 parameters: let the standard library decode them.
 		if t, params, err := mime.ParseMediaType(v); err == nil {
-			return strings.ToLower(t), params
+			return strings.ToLower(t), mediaParams{boundary: params["boundary"], reportType: params["report-type"], charset: params["charset"]}
 		}
 	}
 	t, rest, _ := strings.Cut(v, ";")
@@ -269,20 +287,24 @@ func contentType(h *Header) (string, map[string]string) {
 		rest = t[i:] + ";" + rest // a parameter without its ";"
 		t = t[:i]
 	}
-	t = strings.ToLower(t)
-	var params map[string]string
-	for _, name := range []string{"boundary", "report-type", "charset"} {
-		if val, ok := looseParam(rest, name); ok {
-			if params == nil {
-				params = make(map[string]string, 2)
-			}
-			params[name] = val
-		}
+	t = asciiLower(t)
+	var p mediaParams
+	if rest != "" {
+		p.boundary, _ = looseParam(rest, "boundary")
+		p.reportType, _ = looseParam(rest, "report-type")
+		p.charset, _ = looseParam(rest, "charset")
 	}
 	if !strings.Contains(t, "/") {
 		t = "text/plain"
 	}
-	return t, params
+	return t, p
+}
+
+// mediaParams are the Content-Type parameters bouncepipe reads.
+type mediaParams struct {
+	boundary   string // RFC 2046 §5.1.1
+	reportType string // RFC 6522 §3
+	charset    string // RFC 2046 §4.1.2
 }
 
 // looseParam finds name=value in broken Content-Type parameters.

@@ -10,7 +10,7 @@ import (
 
 // lineBufSize is the longest line handed out in one piece; longer lines
 // come in several pieces, so no input line is ever held whole.
-const lineBufSize = 32 << 10
+const lineBufSize = 8 << 10
 
 // lineSource yields the lines of a message or of one MIME part, each with
 // its line ending. A line longer than lineBufSize comes in pieces; cont is
@@ -305,4 +305,21 @@ func (m *memSource) readLine() ([]byte, bool, error) {
 func (m *memSource) unread(line []byte) {
 	m.back = append(m.back[:0], line...)
 	m.has = true
+}
+
+// appendSourceCapped reads src to its end and appends at most limit bytes
+// of it to out.
+func appendSourceCapped(out []byte, src lineSource, limit int) []byte {
+	n := 0
+	for {
+		b, _, err := src.readLine()
+		if err != nil {
+			return out
+		}
+		if room := limit - n; room > 0 {
+			k := min(len(b), room)
+			out = append(out, b[:k]...)
+			n += k
+		}
+	}
 }

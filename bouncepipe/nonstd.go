@@ -24,10 +24,11 @@ func (m *mailView) looksLikeBounce() bool {
 	reply := isReplySubject(subject)
 	// A multipart/report of type delivery-status (RFC 6522) speaks for
 	// itself even when its delivery-status part is empty.
-	bySender := scanTags(strings.ReplaceAll(h.Get("From"), "@", " ")).has(listTag(listBounceFrom)) ||
+	bySender := wording.has(strings.ReplaceAll(h.Get("From"), "@", " "), listTag(listBounceFrom)) ||
 		strings.TrimSpace(h.Get("Return-Path")) == "<>" || m.c.reportType == "delivery-status"
-	bySubject := !reply && scanTags(subject).has(listTag(listBounceSubject))
-	byBody := m.report().all().has(listTag(listBounceBody))
+	bySubject := !reply && wording.has(subject, listTag(listBounceSubject))
+	all := m.report().all()
+	byBody := all.has(listTag(listBounceBody))
 	return bySender && (bySubject || byBody) || bySubject && byBody
 }
 
@@ -63,17 +64,28 @@ func (m *mailView) reportText() string {
 		return *m.reportStr
 	}
 	var b strings.Builder
-	for _, t := range m.c.texts {
-		r, _ := splitReport(t)
-		if isBlankString(r) {
+	for _, sp := range m.splits() {
+		if isBlankString(sp[0]) {
 			continue
 		}
-		b.WriteString(r)
+		b.WriteString(sp[0])
 		b.WriteString("\n")
 	}
 	s := b.String()
 	m.reportStr = &s
 	return s
+}
+
+// splits returns each text part split into report and returned message,
+// once.
+func (m *mailView) splits() [][2]string {
+	if m.splitCache == nil {
+		m.splitCache = make([][2]string, len(m.c.texts))
+		for i, t := range m.c.texts {
+			m.splitCache[i][0], m.splitCache[i][1] = splitReport(t)
+		}
+	}
+	return m.splitCache
 }
 
 // report returns the report text read for phrases.
@@ -313,15 +325,11 @@ func segmentText(v *view, seg []lineRange, rcpt string) string {
 
 // segmentTags returns the phrases of a recipient's report lines.
 func segmentTags(v *view, seg []lineRange) tagSet {
-	ts := tagSet{first: make([]int32, wording.ntags)}
+	var ts tagSet
 	for _, r := range seg {
 		a, b := v.wordRange(r.from, r.to)
 		one := v.tags(a, b)
-		for i, p := range one.first {
-			if ts.first[i] == 0 {
-				ts.first[i] = p
-			}
-		}
+		ts.merge(&one)
 	}
 	return ts
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/emersion/go-message/mail"
 )
 
 // errReader remembers the first error other than io.EOF that r returns,
@@ -55,9 +54,10 @@ func analyse(c *collected, opt *Options) *Report {
 	rep := &Report{}
 	rep.Subject = c.header.Text("Subject")
 	if from := c.header.Get("From"); from != "" {
-		if a, err := mail.ParseAddressList(from); err == nil && len(a) > 0 {
-			rep.From = strings.ToLower(a[0].Address)
-		} else if as := findAddresses(from); len(as) > 0 {
+		if i := strings.LastIndexByte(from, '<'); i >= 0 {
+			from = from[i:] // the address, not a display name that looks like one
+		}
+		if as := findAddresses(from); len(as) > 0 {
 			rep.From = as[0]
 		}
 	}
@@ -108,6 +108,7 @@ type mailView struct {
 	ctx        []recordCtx
 	reportStr  *string
 	reportView *view
+	splitCache [][2]string
 }
 
 // recordCtx is the wording around one record: its diagnostic, the

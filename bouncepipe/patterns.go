@@ -111,7 +111,7 @@ var textRules = []textRule{
 		"sender address|domain|email? rejected|refused|denied|blocked", "sender address|domain|email? not allowed|accepted|permitted",
 		"invalid|unknown|bad|unverified|illegal sender", "sender verify|verification|check failed|fail",
 		"domain of sender", "sender domain", "from|sender|return address rejected|refused|invalid|not", "mail from address? rejected|refused|not",
-		"envelope sender|from", "null sender", "return path", "sender is? not|unknown",
+		"envelope sender|from ~ rejected|refused|invalid|denied|not", "null sender", "return path ~ rejected|refused|invalid|denied", "sender is? not|unknown",
 		"not accepting|accept mail from this|your sender|address|domain", "your email? address has|is been? blocked|banned|rejected",
 		"permission to post", "not allowed|authorized|authorised|permitted to post", "only members|subscribers can|may post", "non member", "nonmember"),
 	rule("userunknown",

@@ -66,6 +66,9 @@ func newNode() *node { return &node{next: map[string]*node{}} }
 
 // newMatcher compiles phrases; lists[tag] are the phrases of that tag.
 func newMatcher(lists [][]string) *matcher {
+	if len(lists) > maxTags {
+		panic(fmt.Sprintf("bouncepipe: %d phrase lists, at most %d", len(lists), maxTags))
+	}
 	m := &matcher{root: newNode(), ntags: len(lists)}
 	for tag, list := range lists {
 		for _, text := range list {
@@ -364,14 +367,33 @@ var (
 	hitPool   = sync.Pool{New: func() any { h := make([]hit, 0, 16); return &h }}
 )
 
+// maxTags is the most tags a matcher may have: tagSet is a fixed array.
+const maxTags = 64
+
 // tagSet records which tags a text matched, and the first phrase of each.
 type tagSet struct {
-	first []int32 // phrase id + 1 of the first hit per tag, 0 for none
+	first [maxTags]int32 // phrase id + 1 of the first hit per tag, 0 for none
 }
 
-func (ts tagSet) has(tag int) bool { return tag < len(ts.first) && ts.first[tag] != 0 }
+// add records a hit.
+func (ts *tagSet) add(m *matcher, h hit) {
+	if tag := m.phrases[h.phrase].tag; ts.first[tag] == 0 {
+		ts.first[tag] = h.phrase + 1
+	}
+}
 
-func (ts tagSet) any() bool {
+// merge adds the tags of o that ts lacks.
+func (ts *tagSet) merge(o *tagSet) {
+	for i, p := range o.first {
+		if ts.first[i] == 0 {
+			ts.first[i] = p
+		}
+	}
+}
+
+func (ts *tagSet) has(tag int) bool { return tag >= 0 && tag < maxTags && ts.first[tag] != 0 }
+
+func (ts *tagSet) any() bool {
 	for _, v := range ts.first {
 		if v != 0 {
 			return true
@@ -381,9 +403,24 @@ func (ts tagSet) any() bool {
 }
 
 // phraseOf returns the phrase that gave tag, as written, or "".
-func (ts tagSet) phraseOf(tag int) string {
+func (ts *tagSet) phraseOf(tag int) string {
 	if !ts.has(tag) {
 		return ""
 	}
 	return wording.phrases[ts.first[tag]-1].text
+}
+
+// scan returns the tags of the phrases in s, read with scratch buffers.
+func (m *matcher) scan(s string) tagSet {
+	var ts tagSet
+	t := tokenPool.Get().(*tokens)
+	t.reset(s)
+	hp := hitPool.Get().(*[]hit)
+	*hp = m.findAll(t, 0, t.n(), (*hp)[:0])
+	for _, h := range *hp {
+		ts.add(m, h)
+	}
+	hitPool.Put(hp)
+	tokenPool.Put(t)
+	return ts
 }

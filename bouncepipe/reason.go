@@ -31,7 +31,14 @@ func findReason(r *Record, x recordCtx) string {
 		return "rejected"
 	}
 	if x.mailer {
-		return "mailererror" // RFC 3464 §2.3.6 x-unix: a local program failed
+		// RFC 3464 §2.3.6 x-unix: a local delivery program failed. Its
+		// words may still say the mailbox or the disk is full.
+		for i, tr := range textRules {
+			if x.diag.has(i) && mailerReasons[tr.reason] {
+				return tr.reason
+			}
+		}
+		return "mailererror"
 	}
 	switch r.ReplyCode {
 	case "521", "556":
@@ -50,11 +57,11 @@ func findReason(r *Record, x recordCtx) string {
 			return refine(tr.reason, r)
 		}
 		if precise && byStatus == tr.reason && !tr.early {
-			return byStatus
+			return refine(byStatus, r)
 		}
 	}
 	if precise {
-		return byStatus
+		return refine(byStatus, r)
 	}
 	// Then what the report says around it, then the whole report.
 	for _, get := range []func() tagSet{x.own, x.whole} {
@@ -82,6 +89,11 @@ func findReason(r *Record, x recordCtx) string {
 	}
 	return "undefined"
 }
+
+// mailerReasons are the reasons a local delivery program's words may
+// name; anything else it says is a mailer error.
+var mailerReasons = map[string]bool{"mailboxfull": true, "systemfull": true, "mesgtoobig": true, "exceedlimit": true,
+	"suspend": true, "virusdetected": true, "spamdetected": true}
 
 // refine settles a reason the text gave against the SMTP command the
 // failure answered and the status code.

@@ -1,6 +1,7 @@
 package bouncepipe
 
 import (
+	"sort"
 	"strings"
 )
 
@@ -51,6 +52,11 @@ func (v *view) words() *view {
 
 func (v *view) lines() int { return len(v.lineOff) }
 
+// lineAt returns the line that holds byte offset off.
+func (v *view) lineAt(off int) int {
+	return sort.Search(len(v.lineOff), func(l int) bool { return int(v.lineOff[l]) > off }) - 1
+}
+
 // line returns line l without its line ending.
 func (v *view) line(l int) string {
 	start := int(v.lineOff[l])
@@ -78,7 +84,7 @@ func (v *view) wordRange(from, to int) (int, int) {
 // tags returns the tags of the phrases starting among words [from, to).
 func (v *view) tags(from, to int) tagSet {
 	v.words()
-	ts := tagSet{first: make([]int32, wording.ntags)}
+	var ts tagSet
 	for _, h := range v.hits {
 		if int(h.word) < from {
 			continue
@@ -86,9 +92,7 @@ func (v *view) tags(from, to int) tagSet {
 		if int(h.word) >= to {
 			break
 		}
-		if tag := wording.phrases[h.phrase].tag; ts.first[tag] == 0 {
-			ts.first[tag] = h.phrase + 1
-		}
+		ts.add(wording, h)
 	}
 	return ts
 }
@@ -98,7 +102,7 @@ func (v *view) all() tagSet { return v.words().tags(0, v.tok.n()) }
 
 // scanTags reads a short text (a subject, one diagnostic) for phrases.
 func scanTags(s string) tagSet {
-	return newView(s).all()
+	return wording.scan(s)
 }
 
 // Where the returned message starts in a non-standard bounce.
@@ -237,7 +241,7 @@ func quotedHeaderAt(text string) bool {
 			}
 			continue
 		}
-		if !isFieldLine([]byte(l)) || n == 0 && !hasAnyPrefixFold(l, headerStarts) {
+		if !isFieldString(l) || n == 0 && !hasAnyPrefixFold(l, headerStarts) {
 			return false
 		}
 		if hasAnyPrefixFold(l, headerCore) {
@@ -270,8 +274,8 @@ func quotedHeaderFollows(text string) bool {
 // inlineOriginal finds the header of the returned message quoted in the
 // text of a non-standard bounce, after its marker line.
 func (m *mailView) inlineOriginal() *Header {
-	for _, t := range m.c.texts {
-		_, rest := splitReport(t)
+	for _, sp := range m.splits() {
+		rest := sp[1]
 		for i := 0; i < 40 && rest != ""; i++ {
 			if quotedHeaderAt(rest) {
 				if end := strings.Index(rest, "\n\n"); end > 0 {

@@ -40,8 +40,7 @@ func IsUnsubscribeRequest(subject, body string) bool {
 
 // shortRequest reports whether s is a short line asking to unsubscribe.
 func shortRequest(s string) bool {
-	v := newView(s).words()
-	return v.tok.n() > 0 && v.tok.n() <= 8 && v.all().has(listTag(listUnsubscribe))
+	return wording.hasShort(s, listTag(listUnsubscribe), 8)
 }
 
 // isAppleUnsubscribe reports whether the message is the mail Apple Mail

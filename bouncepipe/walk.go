@@ -20,8 +20,8 @@ type collected struct {
 	reportType string // report-type of a multipart/report, RFC 6522 §3
 
 	texts    []string // decoded text parts, in order, line endings LF
-	dsn      [][]byte // message/delivery-status bodies, RFC 3464 §2
-	feedback [][]byte // message/feedback-report bodies, RFC 5965 §3
+	dsn      []string // message/delivery-status bodies, RFC 3464 §2
+	feedback []string // message/feedback-report bodies, RFC 5965 §3
 
 	original     *Header // header of the returned original
 	originalBody []byte  // first bytes of its body, for tokens
@@ -35,6 +35,8 @@ type collected struct {
 	// bodies says whether to keep the start of the original's body: only
 	// token search reads it.
 	bodies bool
+	// scratch is the buffer part bodies are read into.
+	scratch []byte
 }
 
 // walkMessage reads one message from src, keeping what the parsers need
@@ -77,11 +79,11 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 		return
 	}
 	switch {
-	case strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth < maxDepth:
+	case strings.HasPrefix(mt, "multipart/") && params.boundary != "" && depth < maxDepth:
 		if mt == "multipart/report" && c.reportType == "" {
-			c.reportType = strings.ToLower(params["report-type"])
+			c.reportType = strings.ToLower(params.reportType)
 		}
-		mp := newMultipart(body, params["boundary"], c.room(c.cap))
+		mp := newMultipart(body, params.boundary, c.room(c.cap))
 		n := 0
 		for {
 			part, err := mp.next()
@@ -102,9 +104,9 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 			c.walk(&th, &memSource{b: mp.preamble}, depth+1)
 		}
 	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
-		c.dsn = append(c.dsn, c.readBody(h, body, c.cap))
+		c.dsn = append(c.dsn, string(c.readBody(h, body, c.cap)))
 	case mt == "message/feedback-report":
-		c.feedback = append(c.feedback, c.readBody(h, body, c.cap))
+		c.feedback = append(c.feedback, string(c.readBody(h, body, c.cap)))
 	case mt == "message/rfc822" || mt == "message/global":
 		c.readOriginal(h, body, depth)
 	case mt == "text/rfc822-headers" || mt == "message/rfc822-headers" || mt == "text/rfc822-header":
@@ -133,9 +135,8 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 			// What comes before the first delimiter is kept as text;
 			// when it already quotes the returned message, the parts
 			// are that message's own and not read as the report.
-			pre := b[:at]
-			c.addText(pre, false)
-			if _, rest := splitReport(string(pre)); rest != "" {
+			b = append([]byte(nil), b...) // the scratch buffer is reused below
+			if _, rest := splitReport(c.addText(b[:at:at], false)); rest != "" {
 				return
 			}
 			mh := Header{fields: []Field{{"Content-Type", "multipart/mixed; boundary=\"" + boundary + "\""}}}
@@ -148,13 +149,14 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 	}
 }
 
-// readBody decodes a part body and keeps at most max bytes of it.
+// readBody decodes a part body and returns at most max bytes of it, in a
+// scratch buffer that the next readBody reuses.
 func (c *collected) readBody(h *Header, body lineSource, max int) []byte {
 	src, done := decodedSource(h, body)
-	b := readSourceCapped(src, c.room(max))
+	c.scratch = appendSourceCapped(c.scratch[:0], src, c.room(max))
 	done()
-	c.kept += len(b)
-	return b
+	c.kept += len(c.scratch)
+	return c.scratch
 }
 
 // decodedSource returns the lines of a part body with its transfer
@@ -168,7 +170,7 @@ func decodedSource(h *Header, body lineSource) (lineSource, func()) {
 	identity := enc == "" || enc == "7bit" || enc == "8bit" || enc == "binary"
 	plain := true
 	if strings.HasPrefix(mt, "text/") {
-		switch strings.ToLower(params["charset"]) {
+		switch strings.ToLower(params.charset) {
 		case "", "us-ascii", "utf-8", "utf8", "ascii":
 		default:
 			plain = false
@@ -198,8 +200,8 @@ func decodedSource(h *Header, body lineSource) (lineSource, func()) {
 }
 
 // addText keeps a text part, line endings made LF, invalid UTF-8
-// replaced, HTML turned to text.
-func (c *collected) addText(b []byte, isHTML bool) {
+// replaced, HTML turned to text, and returns it. It may change b.
+func (c *collected) addText(b []byte, isHTML bool) string {
 	b = normalizeEOL(b)
 	s := string(b)
 	if !utf8.ValidString(s) {
@@ -209,9 +211,10 @@ func (c *collected) addText(b []byte, isHTML bool) {
 		s = htmlText(s)
 	}
 	if isBlankString(s) {
-		return
+		return ""
 	}
 	c.texts = append(c.texts, s)
+	return s
 }
 
 // normalizeEOL turns CRLF and lone CR into LF, in place.
