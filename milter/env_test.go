@@ -245,7 +245,7 @@ func (e *env) writeKeys(signingTable string) {
 	write("ed.pem", "example.com", "ed2026", "ed25519")
 	write("customer1.test.pem", "customer1.test", "mail", "rsa")
 	write("idn.pem", "xn--bcher-kva.example", "s1", "ed25519")
-	kt := "rsa example.com:rsa2026:./keys/rsa.pem\ned example.com:ed2026:./keys/ed.pem\ncust %:mail:./keys/%.pem\n" +
+	kt := "rsa example.com:rsa2026:./keys/rsa.pem\ned example.com:ed2026:./keys/ed.pem\ncust %:mail:" + e.dir + "/keys/%.pem\n" +
 		"idn bücher.example:s1:./keys/idn.pem\n"
 	os.WriteFile(filepath.Join(e.dir, "KeyTable"), []byte(kt), 0o644)
 	os.WriteFile(filepath.Join(e.dir, "SigningTable"), []byte(signingTable), 0o644)

@@ -189,7 +189,7 @@ func (s *Set) prepare(e *KeyEntry) error {
 	var k crypto.Signer
 	var err error
 	switch {
-	case e.IsPath() && strings.Contains(e.Key, "%"):
+	case e.perDomain:
 		s.files = append(s.files, staticDir(e.Key))
 		return nil
 	case e.IsPath():
@@ -322,7 +322,7 @@ func (s *Set) key(e *KeyEntry, d string) (crypto.Signer, error) {
 	if k, ok := s.static[e.Key]; ok {
 		return k, nil
 	}
-	if !e.IsPath() || !strings.Contains(e.Key, "%") {
+	if !e.perDomain {
 		return nil, fmt.Errorf("key %s was not loaded", e.Key) // cannot happen: Load loads them
 	}
 	p := strings.ReplaceAll(e.Key, "%", d)
@@ -355,7 +355,7 @@ func (s *Set) Records() []Record {
 		r := Record{Entry: e, Name: RecordName(e.Selector, e.Domain)}
 		k, ok := s.static[e.Key]
 		switch {
-		case e.Domain == "%" || strings.Contains(e.Key, "%") && e.IsPath():
+		case e.Domain == "%" || e.perDomain:
 			r.Err = errors.New("depends on the From domain; run dkim keygen per domain")
 		case !ok:
 			r.Err = errors.New("not used by the SigningTable, not read")

@@ -1,6 +1,7 @@
 package dkim
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
@@ -32,6 +33,9 @@ func sampleDir(t *testing.T) string {
 		mode := os.FileMode(0o644)
 		if strings.HasSuffix(p, ".pem") {
 			mode = 0o600
+		}
+		if d.Name() == "KeyTable" {
+			b = bytes.ReplaceAll(b, []byte("/etc/opendkim/keys/"), []byte(filepath.Join(dst, "keys")+"/"))
 		}
 		return os.WriteFile(out, b, mode)
 	})
@@ -196,7 +200,9 @@ func TestTableErrors(t *testing.T) {
 
 	// A "%" key whose file does not exist for this domain, and a "%" key
 	// name the KeyTable lacks, fail the message (OpenDKIM tempfails it).
-	dir = writeTables(t, "c %:mail:./keys/%.pem\nexample.net example.net:mail:./keys/example.net.pem\n", "*@*.test c\n*@*.net %\n")
+	dir = sampleDir(t)
+	os.WriteFile(filepath.Join(dir, "kt"), []byte("c %:mail:"+dir+"/keys/%.pem\nexample.net example.net:mail:./keys/example.net.pem\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "st"), []byte("*@*.test c\n*@*.net %\n"), 0o644)
 	s := load(t, Options{KeyTable: "kt", SigningTable: "refile:st", Dir: dir})
 	if _, _, err := s.Select("a", "customer1.test"); err != nil {
 		t.Errorf("customer1.test has a key: %v", err)
@@ -284,5 +290,17 @@ func TestPercentKeyNameAlignment(t *testing.T) {
 	s := load(t, Options{KeyTable: "kt", SigningTable: "refile:st", Dir: dir})
 	if got, _, err := s.Select("a", "example.net"); err != nil || !slices.Equal(sigs(got), []sig{{"mail.example.net", "s", ""}}) {
 		t.Errorf("Select(a@example.net) = %v, %v", sigs(got), err)
+	}
+}
+
+// As in OpenDKIM, "%" in a key path stands for the domain only in a
+// path written from "/"; in a relative one it is a "%".
+func TestPercentInRelativePath(t *testing.T) {
+	dir := writeTables(t, "c %:mail:./keys/%.pem\n", "*@*.test c\n")
+	os.Rename(filepath.Join(dir, "keys", "customer1.test.pem"), filepath.Join(dir, "keys", "%.pem"))
+	s := load(t, Options{KeyTable: "kt", SigningTable: "refile:st", Dir: dir})
+	got, _, err := s.Select("a", "customer2.test")
+	if err != nil || !slices.Equal(sigs(got), []sig{{"customer2.test", "mail", ""}}) {
+		t.Errorf("Select(a@customer2.test) = %v, %v; want the key in the file named %%.pem", sigs(got), err)
 	}
 }

@@ -144,12 +144,14 @@ type KeyEntry struct {
 	Domain   string // d=, in A-labels; "%" stands for the From domain
 	Selector string // s=
 	// Key is a path of the private key file (starting with "/", "./" or
-	// "../"; a "%" in it stands for the domain), or the key itself (PEM or
-	// base64 DER).
+	// "../"), or the key itself (PEM or base64 DER). In a path written
+	// from "/", a "%" stands for the signing domain; OpenDKIM leaves it
+	// as it is in a relative path, and so does senderkit.
 	Key  string
 	Line int
 
-	re *regexp.Regexp
+	perDomain bool // Key is a path with "%" standing for the domain
+	re        *regexp.Regexp
 }
 
 // IsPath reports whether Key names a file, by OpenDKIM's rule
@@ -203,6 +205,9 @@ func parseKeyEntry(l line, d Dataset) (KeyEntry, error) {
 	if !selectorRE.MatchString(e.Selector) {
 		return KeyEntry{}, bad("key %q: selector %q is not a DNS name", l.key, e.Selector)
 	}
+	// dkimf_add_signrequest replaces "%" only in a path that starts
+	// with "/".
+	e.perDomain = strings.HasPrefix(e.Key, "/") && strings.Contains(e.Key, "%")
 	if strings.HasPrefix(e.Key, "./") || strings.HasPrefix(e.Key, "../") {
 		e.Key = filepath.Join(filepath.Dir(d.Path), e.Key)
 	}
