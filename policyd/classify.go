@@ -47,7 +47,9 @@ func Classify(t *conf.Throttle, r postfixlog.Record) Outcome {
 	}
 	// RFC 3463 §3.2, §3.3: X.1.* and X.2.* are about one address or
 	// mailbox (over quota, a per-user rate): not the destination's state.
-	mailboxLevel := strings.HasPrefix(r.DSN[min(len(r.DSN), 1):], ".1.") || strings.HasPrefix(r.DSN[min(len(r.DSN), 1):], ".2.")
+	_, rest, _ := strings.Cut(r.DSN, ".")
+	subject, _, _ := strings.Cut(rest, ".")
+	mailboxLevel := subject == "1" || subject == "2"
 	switch r.Status {
 	case postfixlog.Deferred:
 		if mailboxLevel {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"sync/atomic"
 
+	"github.com/senderkit/senderkit/internal/addr"
 	"github.com/senderkit/senderkit/internal/store"
 )
 
@@ -21,57 +23,65 @@ import (
 // Until the first Refresh, and whenever it cannot be trusted, MayContain
 // answers "maybe", so the store decides everything.
 type Filter struct {
-	cur  atomic.Pointer[bloom]
-	last int64 // the highest event id read; only Refresh touches it
+	cur      atomic.Pointer[bloom]
+	last     int64       // the highest event id read; only Refresh touches it
+	patterns atomic.Bool // a "*@domain" entry was seen
 }
 
-// bloom is a classic Bloom filter with k probes from one 64-bit hash
-// (Kirsch-Mitzenmacher double hashing).
+// bloom is a blocked Bloom filter (Putze, Sanders and Singler, "Cache-,
+// Hash- and Space-Efficient Bloom Filters", 2007): the probes of one key
+// all fall in one 512-bit block, so a lookup in a filter of 10 million
+// entries (15 MB) costs one or two cache misses instead of one per
+// probe. It keeps about 1% false positives at 12 bits an entry.
 type bloom struct {
-	bits  []atomic.Uint64
-	m     uint64 // number of bits
-	k     int
-	n     atomic.Int64 // entries added
-	limit int64        // entries it was sized for
-	seed  maphash.Seed
+	blocks []block
+	n      atomic.Int64 // entries added
+	limit  int64        // entries it was sized for
+	seed   maphash.Seed
 }
 
-// bitsPerEntry 10 and k 7 give about 1% false positives.
+type block [8]atomic.Uint64 // 512 bits, a cache line
+
 const (
-	bitsPerEntry = 10
-	probes       = 7
+	bitsPerEntry = 12
+	probes       = 7 // 9 bits each select a bit of the block
 	minEntries   = 1 << 16
 )
 
 func newBloom(seed maphash.Seed, entries int64) *bloom {
 	entries = max(entries, minEntries)
-	m := uint64(entries) * bitsPerEntry
-	m = (m + 63) &^ 63
-	return &bloom{bits: make([]atomic.Uint64, m/64), m: m, k: probes, limit: entries, seed: seed}
+	n := (uint64(entries)*bitsPerEntry + 511) / 512
+	return &bloom{blocks: make([]block, n), limit: entries, seed: seed}
 }
 
-func (b *bloom) hash(s string) (h1, h2 uint64) {
-	return split(maphash.String(b.seed, s))
+// probe returns the block of a hash and the mask of each of its words.
+func (b *bloom) probe(h uint64) (*block, [8]uint64) {
+	i, _ := bits.Mul64(h, uint64(len(b.blocks)))
+	g := h * 0x9e3779b97f4a7c15 // the block took h's high bits; mix again
+	var mask [8]uint64
+	for p := 0; p < probes; p++ {
+		bit := g >> (9 * p) & 511
+		mask[bit/64] |= 1 << (bit % 64)
+	}
+	return &b.blocks[i], mask
 }
-
-func split(h uint64) (h1, h2 uint64) { return h, h>>32 | h<<32 | 1 }
 
 func (b *bloom) add(s string) { b.addHash(maphash.String(b.seed, s)) }
 
 func (b *bloom) addHash(h uint64) {
-	h1, h2 := split(h)
-	for i := 0; i < b.k; i++ {
-		bit := (h1 + uint64(i)*h2) % b.m
-		b.bits[bit/64].Or(1 << (bit % 64))
+	blk, mask := b.probe(h)
+	for w, m := range mask {
+		if m != 0 {
+			blk[w].Or(m)
+		}
 	}
 	b.n.Add(1)
 }
 
 func (b *bloom) has(s string) bool {
-	h1, h2 := b.hash(s)
-	for i := 0; i < b.k; i++ {
-		bit := (h1 + uint64(i)*h2) % b.m
-		if b.bits[bit/64].Load()&(1<<(bit%64)) == 0 {
+	blk, mask := b.probe(maphash.String(b.seed, s))
+	for w, m := range mask {
+		if m != 0 && blk[w].Load()&m != m {
 			return false
 		}
 	}
@@ -83,6 +93,23 @@ func (b *bloom) has(s string) bool {
 func (f *Filter) MayContain(s string) bool {
 	b := f.cur.Load()
 	return b == nil || b.has(s)
+}
+
+// MayContainDomain reports whether the "*@domain" pattern covering the
+// normalised address a may be on the list. Domain entries are rare: until
+// one is seen, the answer costs nothing.
+func (f *Filter) MayContainDomain(a string) bool {
+	if f.cur.Load() != nil && !f.patterns.Load() {
+		return false
+	}
+	return f.MayContain(addr.DomainPattern(a))
+}
+
+// note records what kind of entry was added.
+func (f *Filter) note(a string) {
+	if addr.IsDomainPattern(a) {
+		f.patterns.Store(true)
+	}
 }
 
 // Ready reports whether the filter has been built.
@@ -98,6 +125,7 @@ func (f *Filter) Refresh(ctx context.Context, st store.Store) error {
 	if b != nil && b.n.Load() < b.limit {
 		last := f.last
 		err := st.ListedSince(ctx, f.last, func(a string, id int64) error {
+			f.note(a)
 			b.add(a)
 			last = id
 			return nil
@@ -115,6 +143,7 @@ func (f *Filter) Refresh(ctx context.Context, st store.Store) error {
 	var hashes []uint64
 	var last int64
 	err := st.ListedSince(ctx, 0, func(a string, id int64) error {
+		f.note(a)
 		hashes = append(hashes, maphash.String(seed, a))
 		last = id
 		return nil

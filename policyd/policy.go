@@ -75,7 +75,7 @@ func (p *Policy) Decide(ctx context.Context, req *Request) string {
 // suppression checks the recipient against the scope's suppression list.
 // done is false when the recipient may be mailed.
 func (p *Policy) suppression(ctx context.Context, cfg *conf.Config, sc *conf.Scope, rcpt string, req *Request) (action string, done bool) {
-	if !p.Filter.MayContain(rcpt) && !p.Filter.MayContain(addr.DomainPattern(rcpt)) {
+	if !p.Filter.MayContain(rcpt) && !p.Filter.MayContainDomain(rcpt) {
 		return "", false
 	}
 	// At RCPT the stream is known only when the scope has one: the stream
