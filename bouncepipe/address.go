@@ -95,8 +95,16 @@ func cleanAddress(s string) string {
 			s = s[i+1:]
 		}
 	}
-	s = strings.Trim(s, " \t\"'<>()[],;:.`")
-	if strings.HasPrefix(strings.ToLower(s), "mailto:") {
+	s = strings.Trim(s, " \t'<>(),;:.`")
+	s = strings.TrimPrefix(s, "[") // "[user@example.com]", as Exchange writes
+	if !strings.Contains(s, "@[") {
+		s = strings.TrimSuffix(s, "]")
+	}
+	if strings.HasPrefix(s, "\"") && strings.Count(s, "\"") == 1 {
+		s = s[1:] // an unbalanced quote before the address
+	}
+	s = strings.TrimSuffix(s, "\"")
+	if hasPrefixFold(s, "mailto:") {
 		s = s[len("mailto:"):]
 	}
 	at := strings.LastIndexByte(s, '@')
@@ -104,6 +112,9 @@ func cleanAddress(s string) string {
 		return ""
 	}
 	local := strings.Trim(s[:at], ".")
+	if len(local) > 2 && local[0] == '"' && local[len(local)-1] == '"' && !strings.ContainsAny(local[1:len(local)-1], "\"\\@") {
+		local = local[1 : len(local)-1] // "user"@ is user@ (RFC 5321 §4.1.2)
+	}
 	domain := strings.Trim(s[at+1:], ".")
 	if local == "" || domain == "" || !strings.Contains(domain, ".") && !strings.HasPrefix(domain, "[") {
 		return ""

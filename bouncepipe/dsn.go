@@ -96,10 +96,9 @@ func parseDSN(b string) dsn {
 			d.arrivalDate = v
 			continue
 		case "final-recipient", "original-recipient", "x-actual-recipient":
-			// A second address of the same kind, or an address after a
-			// block that already has its action, starts a new block.
-			if cur != nil && (f.name == "final-recipient" && (cur.finalRecipient != "" || cur.action != "" && cur.hasAddress()) ||
-				f.name == "original-recipient" && (cur.originalRecipient != "" || cur.action != "" && cur.hasAddress())) {
+			// A second address of the same kind starts a new block.
+			if cur != nil && (f.name == "final-recipient" && cur.finalRecipient != "" ||
+				f.name == "original-recipient" && cur.originalRecipient != "") {
 				flush()
 			}
 			if cur == nil {
@@ -297,7 +296,7 @@ func (m *mailView) dsnRecords() bool {
 		default:
 			failed = true
 		}
-		x := recordCtx{diag: scanTags(diag), v: v, seg: seg}
+		x := recordCtx{diag: scanTags(unfoldReply(diag)), v: v, seg: seg}
 		if d.diagnosticType == "x-unix" {
 			r.Command = "" // a local delivery program, not an SMTP server
 			x.mailer = true

@@ -309,7 +309,7 @@ type mediaParams struct {
 
 // looseParam finds name=value in broken Content-Type parameters.
 func looseParam(s, name string) (string, bool) {
-	lower := strings.ToLower(s)
+	lower := asciiLower(s)
 	for off := 0; ; {
 		i := strings.Index(lower[off:], name)
 		if i < 0 {

@@ -215,7 +215,7 @@ func (m *mailView) nonStandard() bool {
 		r.ReplyCode = findReplyCode(text)
 		r.Command = commandIn(text)
 		r.RemoteMTA = findRemoteHost(text)
-		m.addRecord(r, recordCtx{diag: segmentTags(v, seg), v: v, seg: seg})
+		m.addRecord(r, recordCtx{diag: scanTags(unfoldReply(text)), v: v, seg: seg})
 	}
 	m.rep.Kind = Bounce
 	if delayed {
@@ -374,7 +374,7 @@ func trimDiagnostic(s string) string {
 // Sendmail transcripts ">>> RCPT To:<...>", qmail "does not like
 // recipient"), lower-cased, with the command as Sisimai names it.
 var commandWords = []struct{ words, cmd string }{
-	{"rcpt to", "RCPT"}, {"rcpt:", "RCPT"}, {"smtp:rcpt", "RCPT"}, {"does not like recipient", "RCPT"},
+	{"rcpt to", "RCPT"}, {"rcpt:", "RCPT"}, {"rcpt command", "RCPT"}, {"after rcpt", "RCPT"}, {"smtp:rcpt", "RCPT"}, {"does not like recipient", "RCPT"},
 	{"mail from", "MAIL"}, {"mailfrom:", "MAIL"}, {"does not like sender", "MAIL"}, {"sender was rejected", "MAIL"},
 	{"end of data", "DATA"}, {"data command", "DATA"}, {">>> data", "DATA"}, {"after data", "DATA"}, {"command data", "DATA"},
 	{"smtp command: data", "DATA"}, {"command: data", "DATA"}, {"bdat", "DATA"},
@@ -414,7 +414,7 @@ func commandIn(s string) string {
 // findRemoteHost returns the host named before a remote reply: "host
 // mx.example.com[192.0.2.1] said:", "mx.example.com [192.0.2.1]:".
 func findRemoteHost(s string) string {
-	lower := strings.ToLower(s)
+	lower := asciiLower(s)
 	for _, w := range []string{"host ", "server ", "talking to ", "connecting to "} {
 		i := strings.Index(lower, w)
 		if i < 0 {
@@ -467,4 +467,41 @@ func asciiLower(s string) string {
 		}
 	}
 	return s
+}
+
+// unfoldReply joins a multi-line SMTP reply (RFC 5321 §4.2.1) that an MTA
+// quoted with each line's code: "550-5.7.1 Messages with multiple 550-5.7.1
+// addresses" reads "550-5.7.1 Messages with multiple addresses". Only the
+// repeats of the first line's code and status are dropped.
+func unfoldReply(s string) string {
+	code := findReplyCode(s)
+	if code == "" || strings.Count(s, code) < 2 {
+		return s
+	}
+	first := strings.Index(s, code)
+	var b strings.Builder
+	b.WriteString(s[:first+len(code)])
+	rest := s[first+len(code):]
+	for {
+		i := strings.Index(rest, code)
+		if i < 0 {
+			b.WriteString(rest)
+			return b.String()
+		}
+		j := i + len(code)
+		if (i == 0 || rest[i-1] == ' ') && j < len(rest) && (rest[j] == '-' || rest[j] == ' ') {
+			b.WriteString(rest[:i])
+			j++
+			if st := findStatus(rest[j:min(len(rest), j+8)]); st != "" && strings.HasPrefix(rest[j:], st) {
+				j += len(st)
+				for j < len(rest) && rest[j] == ' ' {
+					j++
+				}
+			}
+			rest = rest[j:]
+			continue
+		}
+		b.WriteString(rest[:j])
+		rest = rest[j:]
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
 )
 
 // errReader remembers the first error other than io.EOF that r returns,

@@ -15,6 +15,9 @@ type textRule struct {
 	// specific wording; a status code naming the reason is weighed at the
 	// reason's main rule, not here.
 	early bool
+	// weak marks wording too vague to stand against a precise status
+	// code: it is read only when the code names nothing.
+	weak bool
 }
 
 func rule(reason string, phrases ...string) textRule {
@@ -23,6 +26,10 @@ func rule(reason string, phrases ...string) textRule {
 
 func earlyRule(reason string, phrases ...string) textRule {
 	return textRule{reason: reason, phrases: phrases, early: true}
+}
+
+func weakRule(reason string, phrases ...string) textRule {
+	return textRule{reason: reason, phrases: phrases, weak: true}
 }
 
 var textRules = []textRule{
@@ -52,7 +59,7 @@ var textRules = []textRule{
 		"use the smtp server of your isp", "use your isp|isp's|provider|provider's smtp|mail|relay",
 		"not allowed to send mail from", "your ip|host|server|network|domain address? is|has ~ on|in|listed|blocked|banned",
 		"refused to talk to me", "banned|blocked|blacklisted|blocklisted sending|client|your|source? ip",
-		"not accepting connections", "ip address ~ blocked|banned|blacklisted|blocklisted"),
+		"not accepting connections", "ip address ~ blocked|banned|blacklisted|blocklisted", "too many unwanted messages"),
 	rule("badreputation", "reputation", "senderscore", "sender score", "sender is? untrusted", "sender is? not trusted"),
 	rule("notcompliantrfc",
 		"not rfc|standard|standards compliant", "rfc 5322|2822|822|5321|2821 compliant|compliance|violation|standard|format|section",
@@ -67,6 +74,8 @@ var textRules = []textRule{
 		"looks like spam", "appears to be spam|unsolicited|bulk", "classified as", "high spam? score", "score too high", "phish*",
 		"message was? identified|detected|flagged|considered as", "mail flood", "url in the? message|body", "blocked url"),
 	rule("virusdetected", "virus*", "malware", "worm", "trojan*", "infected", "malicious content|attachment|code|software"),
+	// A quota on what we send is a rate limit, not a full mailbox.
+	earlyRule("speeding", "daily|hourly|relay|sending|send|outbound ~ quota", "quota ~ per hour|day"),
 	// A mailbox over its size is full, whatever the message's size.
 	earlyRule("mailboxfull", "mailbox|inbox|account exceeds|exceeded", "user mailbox exceeds|exceeded"),
 	rule("mesgtoobig",
@@ -104,7 +113,7 @@ var textRules = []textRule{
 		"client hostname|host|address ~ not|cannot|doesn't resolve|match|verified|found", "hostname lookup fail*", "hostname does not|doesn't resolve|match",
 		"ip address? has no|without a? name|hostname", "fcrdns", "forward confirmed", "ip name lookup failed", "mismatches client ip", "does not match ~ ip"),
 	rule("speeding", "rate limit*", "ratelimit*", "too many|much messages|mail|email", "sending rate", "sending too fast", "too fast", "throttl*",
-		"exceeded the? maximum? number|rate|sending", "hourly|daily sending? limit|quota", "message|connection rate", "unusual rate|volume", "high volume", "receiving mail at a rate", "at a rate that prevents"),
+		"exceeded the? maximum? number|rate|sending", "hourly|daily sending? limit|quota", "message|connection rate", "unusual rate|volume", "high volume", "receiving mail at a rate", "at a rate that prevents", "too many recipients|messages|emails this|per hour|day|minute", "sent to too many recipients"),
 	// The envelope sender refused: its address, its domain, or its
 	// right to post (mailing lists that take mail from members only).
 	rule("rejected",
@@ -125,7 +134,7 @@ var textRules = []textRule{
 		"recipient|user|mailbox|address is? invalid|unavailable", "recipient|user|mailbox|address is? not valid",
 		"no mailbox|account|user|one here? by that name", "no mailbox|account|user|one at this address", "no mail box here? by that name",
 		"no mailbox|mail box here|found|available", "mailbox|mail box unavailable|invalid|inactive", "mailbox not found",
-		"unknown or invalid|illegal", "recipient address? rejected", "address rejected", "rejected recipient|address",
+		"unknown or invalid|illegal", "recipient address rejected access denied", "please check if address is correct",
 		"couldn't|could not be found", "was not found", "recipnotfound", "recipientnotfound", "not listed in", "invalid final delivery",
 		"no valid recipients", "doesn't have a|an ~ account", "bad destination mailbox", "not our customer", "is not a known user",
 		"mailbox is? currently? unavailable", "not an active address|user|mailbox", "does not have an account", "disabled or unknown",
@@ -134,7 +143,7 @@ var textRules = []textRule{
 	rule("filtered", "message filtered", "filtered", "has restricted", "mailing list expansion"),
 	// A name server that failed to answer is a network problem, not a
 	// domain that does not exist.
-	earlyRule("networkerror", "name service error", "name server failure|error|timeout|reply", "dns query|lookup|resolution failed|failure|error|timeout|timed",
+	earlyRule("networkerror", "name server failure|error|timeout|reply", "dns query|lookup|resolution failed|failure|error|timeout|timed",
 		"hostname|host|dns|mx lookup failure|failed|error|timeout|timed", "not found try again", "temporary dns|lookup|name failure|error",
 		"malformed or? unexpected? name server reply", "servfail"),
 	// The domain takes no mail at all: a null MX (RFC 7505), or no MX
@@ -147,7 +156,8 @@ var textRules = []textRule{
 		"domain|host name? ~ doesn't|unknown", "domain|host name? lookup failed", "domain|host name? could not be found",
 		"no such domain|host", "unrouteable|unroutable mail? domain|address", "name or service not known", "host not found", "nxdomain",
 		"no dns", "no a record", "dns record? not found", "domain is? invalid", "domain is? not valid",
-		"invalid domain", "bad destination system", "unknown mail domain", "domain name not found"),
+		"invalid domain", "bad destination system", "unknown mail domain", "domain name not found", "domain ~ not reachable|unreachable",
+		"host or domain name not found"),
 	rule("toomanyconn", "too many simultaneous|concurrent|open? connections", "connection limit", "too many sessions|recipients",
 		"concurrency", "maximum number? of? connections", "too many hosts"),
 	rule("policyviolation", "policy", "policies", "violat*", "prohibited", "not permitted|allowed by", "against our|the terms|rules",
@@ -167,7 +177,7 @@ var textRules = []textRule{
 		"connection reset|lost|closed|failed|dropped", "connection was dropped", "lost connection", "connect to ~ failed",
 		"dns lookup|resolution|query|error|failure", "temporary dns|lookup fail*", "host lookup did not complete", "name server",
 		"mail loop", "loop detected", "looping", "too many hops", "routing loop", "loops back to myself", "hop count", "mail for ~ loops",
-		"unable to route", "network error", "network is? unreachable"),
+		"unable to route", "network error", "network is? unreachable", "name service error"),
 	rule("systemerror", "system error", "internal server? error", "server error", "configuration error", "local error", "misconfigur*",
 		"temporary local? failure|problem|error", "service not available", "service ~ unavailable", "try later", "i o error", "directory server? failure|lookup",
 		"out of memory", "resource|resources temporarily? unavailable", "processing error", "try again later"),
@@ -175,6 +185,9 @@ var textRules = []textRule{
 		"procmail", "program exited|failed", "unknown mailer", "mailer program"),
 	rule("syntaxerror", "syntax error", "command unrecognized", "command not recognized", "unrecognized command", "bad sequence of commands",
 		"invalid command", "command not implemented", "line too long", "improper sequence", "sequence of commands"),
+	// Postfix's "Recipient address rejected" says only that the address
+	// was refused; the status code, when it names something, says why.
+	weakRule("userunknown", "recipient address? rejected", "address rejected", "rejected recipient|address"),
 }
 
 // Tags of the reason rules in the shared matcher are their indexes in

@@ -27,9 +27,6 @@ func findReason(r *Record, x recordCtx) string {
 	if strings.HasPrefix(r.Status, "2.") {
 		return "delivered" // RFC 3463 §3.1, class 2: success
 	}
-	if groupPost(r) {
-		return "rejected"
-	}
 	if x.mailer {
 		// RFC 3464 §2.3.6 x-unix: a local delivery program failed. Its
 		// words may still say the mailbox or the disk is full.
@@ -53,6 +50,9 @@ func findReason(r *Record, x recordCtx) string {
 	// Each reason in turn, the specific before the general: the remote's
 	// reply names it, or the status code names it precisely.
 	for i, tr := range textRules {
+		if tr.weak {
+			continue
+		}
 		if x.diag.has(i) {
 			return refine(tr.reason, r)
 		}
@@ -62,6 +62,14 @@ func findReason(r *Record, x recordCtx) string {
 	}
 	if precise {
 		return refine(byStatus, r)
+	}
+	for i, tr := range textRules {
+		if tr.weak && x.diag.has(i) {
+			return refine(tr.reason, r)
+		}
+	}
+	if groupPost(r) {
+		return "rejected"
 	}
 	// Then what the report says around it, then the whole report.
 	for _, get := range []func() tagSet{x.own, x.whole} {
