@@ -34,10 +34,10 @@ func (e *env) checkSigned(m postfixlab.Message, want ...string) {
 	sigs := dkimpy(e.t, m.Data, e.records)
 	var got []string
 	for _, s := range sigs {
-		if !s.ok {
-			e.t.Errorf("message to %v: dkimpy fails the signature d=%s s=%s:\n%s", m.To, s.domain, s.selector, m.Data)
+		if !s.OK {
+			e.t.Errorf("message to %v: dkimpy fails the signature d=%s s=%s:\n%s", m.To, s.Domain, s.Selector, m.Data)
 		}
-		got = append(got, s.domain+"/"+s.selector)
+		got = append(got, s.Domain+"/"+s.Selector)
 	}
 	slices.Sort(got)
 	slices.Sort(want)

@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +22,7 @@ import (
 	"github.com/senderkit/senderkit/internal/store/sqlitestore"
 	"github.com/senderkit/senderkit/internal/token"
 	"github.com/senderkit/senderkit/milter/dkim"
+	dkimpyverify "github.com/senderkit/senderkit/milter/dkimpy"
 )
 
 // wait bounds every wait of the end-to-end tests.
@@ -112,7 +110,7 @@ func freeAddr(t *testing.T) string {
 // installs Postfix and python3-dkim when they are missing.
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	postfixlab.EnsurePackages(t, map[string]string{"dkimverify": "python3-dkim"})
+	postfixlab.EnsurePackages(t, dkimpyverify.Packages)
 	e := &env{t: t, dir: t.TempDir(), records: map[string]string{}, log: &lockedBuffer{}}
 	os.Chmod(e.dir, 0o755)
 	e.writeKeys(o.signingTable)
@@ -273,59 +271,15 @@ func header(t *testing.T, m postfixlab.Message) *textproto.Header {
 	return &h
 }
 
-// dkimpyScript verifies every DKIM-Signature of the message in argv[1]
-// with python3-dkim (dkimpy), answering key queries from the JSON map of
-// TXT records in argv[2]: the DNS stand-in. It prints one line per
-// signature: index, d=, s=, and True or False.
-const dkimpyScript = `
-import json, sys, dkim
-msg = open(sys.argv[1], 'rb').read()
-records = json.load(open(sys.argv[2]))
-def dnsfunc(name, timeout=5):
-    txt = records.get(name.decode().rstrip('.'))
-    return txt.encode() if txt else None
-headers, body = dkim.rfc822_parse(msg)
-n = sum(1 for k, v in headers if k.lower() == b'dkim-signature')
-for i in range(n):
-    d = dkim.DKIM(msg)
-    ok = d.verify(idx=i, dnsfunc=dnsfunc)
-    print(i, (d.domain or b'').decode(), (d.selector or b'').decode(), ok)
-`
-
-// dkimSig is one signature as dkimpy judged it.
-type dkimSig struct {
-	domain, selector string
-	ok               bool
-}
-
 // dkimpy verifies a message's signatures with python3-dkim, against the
 // TXT records in records.
-func dkimpy(t *testing.T, data []byte, records map[string]string) []dkimSig {
+func dkimpy(t *testing.T, data []byte, records map[string]string) []dkimpyverify.Result {
 	t.Helper()
-	dir := t.TempDir()
-	mf, rf, sf := filepath.Join(dir, "msg"), filepath.Join(dir, "records.json"), filepath.Join(dir, "verify.py")
-	rj, _ := json.Marshal(records)
-	os.WriteFile(mf, data, 0o644)
-	os.WriteFile(rf, rj, 0o644)
-	os.WriteFile(sf, []byte(dkimpyScript), 0o644)
-	// Debian's module is for Debian's python3, not for one earlier on PATH.
-	out, err := exec.Command("/usr/bin/python3", sf, mf, rf).CombinedOutput()
+	rs, err := dkimpyverify.Verify(t.TempDir(), data, records)
 	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	var sigs []dkimSig
-	re := regexp.MustCompile(`^(\d+) (\S*) (\S*) (True|False)$`)
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		m := re.FindStringSubmatch(l)
-		if m == nil {
-			if l != "" {
-				t.Fatalf("dkimpy said %q", l)
-			}
-			continue
-		}
-		sigs = append(sigs, dkimSig{m[2], m[3], m[4] == "True"})
-	}
-	return sigs
+	return rs
 }
 
 // copyOf checks what the milter made of a message it kept in scope: the
