@@ -3,6 +3,7 @@ module github.com/senderkit/senderkit
 go 1.26.0
 
 require (
+	blitiri.com.ar/go/spf v1.6.0
 	github.com/d--j/go-milter v0.10.2
 	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-msgauth v0.7.0
