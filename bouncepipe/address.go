@@ -14,8 +14,12 @@ func isLocalByte(c byte) bool {
 	return strings.IndexByte("!#$%&'*+/=?^_`{|}~.-", c) >= 0
 }
 
+// isDomainByte reports whether c may be part of a domain as bounces write
+// them: letters, digits, dots and hyphens. Internationalized domains come
+// in their A-label form (RFC 5890); text in other scripts often follows an
+// address without a space, and is not part of it.
 func isDomainByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c >= 0x80
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-'
 }
 
 // scanAddresses calls fn with the start and end of every address in s, in

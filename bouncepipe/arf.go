@@ -84,6 +84,9 @@ func (m *mailView) isFeedback() bool {
 	if len(c.feedback) > 0 || c.reportType == "feedback-report" {
 		return true
 	}
+	if len(c.dsn) > 0 {
+		return false
+	}
 	for _, t := range c.texts {
 		if hasFeedbackFields(t) {
 			return true

@@ -293,6 +293,11 @@ func (m *mailView) dsnRecords() bool {
 			delayed = true
 		case "delivered", "relayed", "expanded":
 			delivered = true
+		case "deliverable":
+			// Postfix's answer to an address verification request
+			// (sendmail -bv): the address would have been delivered.
+			r.Action = "delivered"
+			delivered = true
 		default:
 			failed = true
 		}

@@ -26,10 +26,24 @@ func (m *mailView) looksLikeBounce() bool {
 	// itself even when its delivery-status part is empty.
 	bySender := wording.has(strings.ReplaceAll(h.Get("From"), "@", " "), listTag(listBounceFrom)) ||
 		strings.TrimSpace(h.Get("Return-Path")) == "<>" || m.c.reportType == "delivery-status"
-	bySubject := !reply && wording.has(subject, listTag(listBounceSubject))
+	bySubject := !reply && (wording.has(subject, listTag(listBounceSubject)) || containsAny(subject, bounceSubjectCJK))
 	all := m.report().all()
 	byBody := all.has(listTag(listBounceBody))
 	return bySender && (bySubject || byBody) || bySubject && byBody
+}
+
+// bounceSubjectCJK are words of Japanese and Chinese bounce subjects,
+// which are not split into words: "error", "not delivered", "delivery
+// failed", "returned".
+var bounceSubjectCJK = []string{"エラー", "不達", "配信失敗", "送信失敗", "未達", "送信できません", "退信", "退回", "失败", "无法投递", "無法投遞"}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // isReplySubject reports whether a subject is that of a reply or a forward
@@ -82,6 +96,12 @@ func (m *mailView) splits() [][2]string {
 	if m.splitCache == nil {
 		m.splitCache = make([][2]string, len(m.c.texts))
 		for i, t := range m.c.texts {
+			if m.c.attached && len(m.c.dsn) > 0 {
+				// A DSN with its original attached: the text parts
+				// are the report alone.
+				m.splitCache[i][0] = t
+				continue
+			}
 			m.splitCache[i][0], m.splitCache[i][1] = splitReport(t)
 		}
 	}
@@ -135,6 +155,9 @@ func mentionWeight(before string) int {
 	if strings.TrimLeft(b, " \t>*-•·|:.)0123456789") == "" || isReplyLead(b) {
 		return 3 // the line starts with it: "<rcpt>:", "  rcpt", "550 <rcpt>..."
 	}
+	if strings.HasSuffix(b, "smtp=") || strings.HasSuffix(b, "smtp:") || strings.HasSuffix(b, "rfc822;") || strings.HasSuffix(b, "rfc822=") {
+		return 3 // a typed address, as X.400 gateways write "SMTP=rcpt"
+	}
 	b = strings.TrimRight(b, ":=")
 	b = strings.TrimRight(b, " \t")
 	last := b
@@ -182,6 +205,7 @@ func (m *mailView) nonStandard() bool {
 
 	ms := mentions(v, m.notRecipients())
 	rcpts := chooseRecipients(ms)
+	strong := strongMentions(ms)
 	if len(rcpts) == 0 {
 		// The bounce may name only the sender it went back to when the
 		// recipient and the sender are the same; try again without
@@ -189,7 +213,7 @@ func (m *mailView) nonStandard() bool {
 		ms = mentions(v, isDaemonAddress)
 		rcpts = chooseRecipients(ms)
 	}
-	if xf := findAddresses(m.c.header.Get("X-Failed-Recipients")); len(xf) > 0 {
+	if xf := findAddresses(m.c.header.Get("X-Failed-Recipients")); len(xf) > 0 && !strong {
 		rcpts = xf // Exim names every failed recipient here
 	}
 	if len(rcpts) == 0 {
@@ -249,6 +273,16 @@ func (m *mailView) notRecipients() func(string) bool {
 		}
 	}
 	return func(a string) bool { return not[a] || isDaemonAddress(a) }
+}
+
+// strongMentions reports whether some line starts with an address.
+func strongMentions(ms []mention) bool {
+	for _, x := range ms {
+		if x.weight == 3 {
+			return true
+		}
+	}
+	return false
 }
 
 // chooseRecipients returns the addresses named with the highest weight,
@@ -440,12 +474,28 @@ func (m *mailView) originalRecipient() []string {
 	if o == nil {
 		o = m.inlineOriginal()
 	}
-	if o == nil {
-		return nil
-	}
 	var all []string
-	for _, k := range []string{"To", "Cc"} {
-		all = append(all, findAddresses(o.Get(k))...)
+	if o == nil {
+		// A summary of the original ("Original message: From: ... To:
+		// ..."), too short to read as a header.
+		for _, sp := range m.splits() {
+			rest := sp[1]
+			for i := 0; i < 20 && rest != ""; i++ {
+				line := rest
+				if j := strings.IndexByte(rest, '\n'); j >= 0 {
+					line, rest = rest[:j], rest[j+1:]
+				} else {
+					rest = ""
+				}
+				if hasPrefixFold(strings.TrimSpace(line), "to:") {
+					all = append(all, findAddresses(line)...)
+				}
+			}
+		}
+	} else {
+		for _, k := range []string{"To", "Cc"} {
+			all = append(all, findAddresses(o.Get(k))...)
+		}
 	}
 	if len(all) != 1 {
 		return nil

@@ -160,7 +160,7 @@ var textRules = []textRule{
 		"host or domain name not found"),
 	rule("toomanyconn", "too many simultaneous|concurrent|open? connections", "connection limit", "too many sessions|recipients",
 		"concurrency", "maximum number? of? connections", "too many hosts"),
-	rule("policyviolation", "policy", "policies", "violat*", "prohibited", "not permitted|allowed by", "against our|the terms|rules",
+	rule("policyviolation", "policy", "policies", "violat*", "prohibited", "header error", "not permitted|allowed by", "against our|the terms|rules",
 		"acceptable use", "terms of service|use", "administratively prohibited|denied", "administrative prohibition"),
 	rule("securityerror", "starttls", "tls", "ssl", "encrypt*", "certificate", "authentication is? required", "must authenticate|issue",
 		"not authorized|authorised", "unauthorized|unauthorised", "access denied", "permission denied", "security policy|violation|reasons"),

@@ -47,6 +47,23 @@ type matcher struct {
 	phrases []phrase
 	root    *node
 	ntags   int
+	// first has a bit for the first two bytes of every word that starts
+	// a phrase, so most words of a text cost no map lookup.
+	first [1 << 16 / 64]uint64
+}
+
+// firstKey is the filter key of a word: its first two bytes.
+func firstKey(w []byte) int {
+	k := int(w[0]) << 8
+	if len(w) > 1 {
+		k |= int(w[1])
+	}
+	return k
+}
+
+func (m *matcher) mayStart(w []byte) bool {
+	k := firstKey(w)
+	return m.first[k>>6]&(1<<(k&63)) != 0
 }
 
 // node is one word position in the trie.
@@ -78,6 +95,21 @@ func newMatcher(lists [][]string) *matcher {
 				}
 				id := int32(len(m.phrases))
 				m.phrases = append(m.phrases, phrase{text: text, toks: toks, tag: tag})
+				w := []byte(toks[0].word)
+				if toks[0].prefix && len(w) == 1 {
+					for c := 0; c < 256; c++ {
+						k := int(w[0])<<8 | c
+						m.first[k>>6] |= 1 << (k & 63)
+					}
+				} else {
+					k := firstKey(w)
+					m.first[k>>6] |= 1 << (k & 63)
+					if len(w) == 1 {
+						// A one-letter word ends the key at its own end.
+						k = int(w[0]) << 8
+						m.first[k>>6] |= 1 << (k & 63)
+					}
+				}
 				n := m.root
 				for _, t := range toks {
 					n = n.child(t)
@@ -274,6 +306,9 @@ type hit struct {
 func (m *matcher) findAll(t *tokens, from, to int, hits []hit) []hit {
 	for i := from; i < to; i++ {
 		w := t.wordBytes(i)
+		if !m.mayStart(w) {
+			continue
+		}
 		c := m.root.next[string(w)]
 		if c == nil && len(m.root.pre) == 0 {
 			continue

@@ -40,9 +40,25 @@ type sesNotification struct {
 	} `json:"mail"`
 }
 
-// sesNotice finds an SES notification in the text parts.
+// snsEnvelope is the Amazon SNS message an SES notification may come in
+// when a topic delivers to an email endpoint in JSON.
+type snsEnvelope struct {
+	Type    string `json:"Type"`
+	Message string `json:"Message"`
+}
+
+// sesNotice finds an SES notification in the text parts, bare or inside
+// an SNS envelope.
 func (m *mailView) sesNotice() *sesNotification {
 	for _, t := range m.c.texts {
+		if strings.Contains(t, `"Type"`) && strings.Contains(t, `"Notification"`) && strings.Contains(t, `notificationType`) {
+			if i, j := strings.IndexByte(t, '{'), strings.LastIndexByte(t, '}'); i >= 0 && j > i {
+				var env snsEnvelope
+				if json.Unmarshal([]byte(strings.ReplaceAll(t[i:j+1], "\n", "")), &env) == nil && env.Message != "" {
+					t = env.Message
+				}
+			}
+		}
 		i := strings.Index(t, `{"notificationType"`)
 		if i < 0 {
 			continue

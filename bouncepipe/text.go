@@ -189,10 +189,30 @@ func markerLine(line string) int {
 	return markerNo
 }
 
-// mayBeMarker is a cheap test before reading a line for marker phrases.
+// mayBeMarker is a cheap test before reading a line for marker phrases:
+// does it have "message", "original", "copy of" or "header" in it.
 func mayBeMarker(t string) bool {
-	return indexFold(t, "message") >= 0 || indexFold(t, "original") >= 0 || indexFold(t, "copy of") >= 0 ||
-		indexFold(t, "header") >= 0
+	for i := 0; i+6 <= len(t); i++ {
+		switch t[i] | 0x20 {
+		case 'm':
+			if hasPrefixFold(t[i:], "message") {
+				return true
+			}
+		case 'o':
+			if hasPrefixFold(t[i:], "original") {
+				return true
+			}
+		case 'c':
+			if hasPrefixFold(t[i:], "copy of") {
+				return true
+			}
+		case 'h':
+			if hasPrefixFold(t[i:], "header") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // headerStarts are fields that commonly start the header of a quoted

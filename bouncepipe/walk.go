@@ -66,7 +66,7 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 		return
 	}
 	mt, params := contentType(h)
-	if depth > 0 && c.original == nil && isMessageHeader(h) {
+	if depth > 0 && c.original == nil && isMessageHeader(h) && mt != "multipart/report" {
 		// A part whose header is a message's own header: the returned
 		// original, attached without a message/rfc822 wrapper.
 		c.original = h
@@ -104,9 +104,9 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 			c.walk(&th, &memSource{b: mp.preamble}, depth+1)
 		}
 	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
-		c.dsn = append(c.dsn, string(c.readBody(h, body, c.cap)))
+		c.dsn = append(c.dsn, string(c.readBody(h, mt, params, body, c.cap)))
 	case mt == "message/feedback-report":
-		c.feedback = append(c.feedback, string(c.readBody(h, body, c.cap)))
+		c.feedback = append(c.feedback, string(c.readBody(h, mt, params, body, c.cap)))
 	case mt == "message/rfc822" || mt == "message/global":
 		c.readOriginal(h, body, depth)
 	case mt == "text/rfc822-headers" || mt == "message/rfc822-headers" || mt == "text/rfc822-header":
@@ -128,7 +128,7 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 			drain(body)
 			return
 		}
-		b := c.readBody(h, body, c.cap)
+		b := c.readBody(h, mt, params, body, c.cap)
 		if boundary, at := sniffBoundary(b); boundary != "" && depth < maxDepth && mt != "text/html" {
 			// A multipart body whose Content-Type was lost or names
 			// another boundary: mailing lists and hand edits do that.
@@ -151,8 +151,8 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 
 // readBody decodes a part body and returns at most max bytes of it, in a
 // scratch buffer that the next readBody reuses.
-func (c *collected) readBody(h *Header, body lineSource, max int) []byte {
-	src, done := decodedSource(h, body)
+func (c *collected) readBody(h *Header, mt string, params mediaParams, body lineSource, max int) []byte {
+	src, done := decodedSourceOf(h, mt, params, body)
 	c.scratch = appendSourceCapped(c.scratch[:0], src, c.room(max))
 	done()
 	c.kept += len(c.scratch)
@@ -166,6 +166,11 @@ func (c *collected) readBody(h *Header, body lineSource, max int) []byte {
 // are.
 func decodedSource(h *Header, body lineSource) (lineSource, func()) {
 	mt, params := contentType(h)
+	return decodedSourceOf(h, mt, params, body)
+}
+
+// decodedSourceOf is decodedSource with the Content-Type already read.
+func decodedSourceOf(h *Header, mt string, params mediaParams, body lineSource) (lineSource, func()) {
 	enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
 	identity := enc == "" || enc == "7bit" || enc == "8bit" || enc == "binary"
 	plain := true
@@ -248,6 +253,13 @@ func (c *collected) readOriginal(h *Header, body lineSource, depth int) {
 	}
 	oh, found := readHeader(src, c.room(c.cap), false)
 	if !found {
+		return
+	}
+	if mt, params := contentType(&oh); mt == "multipart/report" && len(c.dsn) == 0 && depth < maxDepth &&
+		strings.EqualFold(params.reportType, "delivery-status") {
+		// The attachment is itself the delivery report: a gateway that
+		// wraps the report it got in its own.
+		c.walk(&oh, src, depth+1)
 		return
 	}
 	c.original = &oh
