@@ -345,7 +345,7 @@ func segmentText(v *view, seg []lineRange, rcpt string) string {
 	for _, r := range seg {
 		for l := r.from; l < r.to; l++ {
 			t := strings.TrimSpace(v.line(l))
-			if t == "" || rcpt != "" && strings.EqualFold(strings.Trim(t, "<>:;,. \t\"'"), rcpt) || isDSNFieldLine(t) {
+			if t == "" || rcpt != "" && strings.EqualFold(strings.Trim(t, "<>:;,. \t\"'*-•>"), rcpt) || isDSNFieldLine(t) || isAliasNote(t) {
 				continue
 			}
 			if b.Len() > 0 {
@@ -355,6 +355,20 @@ func segmentText(v *view, seg []lineRange, rcpt string) string {
 		}
 	}
 	return b.String()
+}
+
+// isAliasNote reports whether a line only says which address the
+// recipient was expanded from, as Exim and Sendmail note it: "(generated
+// from x@y)", "(expanded from: <x@y>)".
+func isAliasNote(t string) bool {
+	t = strings.Trim(t, "() \t")
+	for _, p := range []string{"generated from", "ultimately generated from", "expanded from", "expanded from:"} {
+		if hasPrefixFold(t, p) {
+			rest := strings.TrimSpace(t[len(p):])
+			return len(findAddresses(rest)) == 1 && !strings.Contains(strings.TrimSpace(rest[strings.LastIndexAny(rest, "@>")+1:]), " ")
+		}
+	}
+	return false
 }
 
 // segmentTags returns the phrases of a recipient's report lines.
