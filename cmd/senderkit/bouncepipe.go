@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/senderkit/senderkit/bouncepipe"
 	"github.com/senderkit/senderkit/bouncepipe/intake"
 	"github.com/senderkit/senderkit/internal/logging"
 	"github.com/senderkit/senderkit/internal/token"
@@ -111,7 +112,68 @@ func spool(r io.Reader) (*os.File, error) {
 }
 
 // classify prints how the bounce pipe reads saved messages, one JSON
-// object per recipient record, without touching the store.
+// object per recipient record, without touching the store. Tokens are
+// verified with the configured key ring when it can be read.
 func (c *cli) classify(args []string) int {
-	return c.notYet("bouncepipe classify", "the classifier's JSON output", exitFailure)
+	fs := c.newFlags("bouncepipe classify", "[-c FILE] [-recipient ADDRESS] FILE...")
+	var cf configFlags
+	cf.register(fs)
+	rcpt := fs.String("recipient", "", "the envelope `address` the messages came to (a VERP or unsubscribe address carries a token)")
+	files, code, ok := parseOrUsage(fs, args)
+	if !ok {
+		return code
+	}
+	if len(files) == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		return c.errorf(exitFailure, "bouncepipe classify", "%v", err)
+	}
+	keys, err := token.LoadKeyring(cfg.KeyDir())
+	if err != nil {
+		fmt.Fprintf(c.stderr, "senderkit bouncepipe classify: tokens are not verified (%v)\n", err)
+	}
+	status := func(cand bouncepipe.Candidate) string {
+		if keys == nil {
+			return bouncepipe.TokenNone
+		}
+		_, err := keys.Decode(cand.Token)
+		switch {
+		case err == nil:
+			return bouncepipe.TokenVerified
+		case errors.Is(err, token.ErrForged):
+			return bouncepipe.TokenForged
+		}
+		return bouncepipe.TokenNone
+	}
+	opt := bouncepipe.Options{
+		Recipient:         *rcpt,
+		BounceDomain:      cfg.Bounce.Domain,
+		VERPPrefix:        cfg.Bounce.VERPPrefix,
+		UnsubscribePrefix: cfg.Bounce.UnsubscribePrefix,
+		UnsubscribeURL:    cfg.HTTP.BaseURL,
+	}
+	code = exitOK
+	for _, name := range files {
+		if err := classifyFile(c.stdout, name, opt, status); err != nil {
+			fmt.Fprintf(c.stderr, "senderkit bouncepipe classify: %v\n", err)
+			code = exitFailure
+		}
+	}
+	return code
+}
+
+func classifyFile(w io.Writer, name string, opt bouncepipe.Options, status func(bouncepipe.Candidate) string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rep, err := bouncepipe.Parse(f, opt)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return bouncepipe.ClassifyJSON(w, name, rep, status)
 }
