@@ -309,3 +309,85 @@ sender_domains = ["acme.example"]
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestLogFollowerClosesTheLoopE2E: with the milter recording one send per
+// copy (by its queue ID) and the log follower reading the maillog of the
+// same real Postfix, a delivery becomes a "delivered" event and a
+// remote's 550 5.1.1 a hard bounce of that send, which suppresses the
+// recipient, whom the policy server then refuses at RCPT.
+func TestLogFollowerClosesTheLoopE2E(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	milterAddr, copyAddr, policyAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	opts := contribMilter(t, milterAddr, copyAddr)
+	for k, v := range contribMainCF(t, "127.0.0.1:10040", policyAddr) {
+		opts.Main[k] = v
+	}
+	opts.SinkHandler = func(from, rcpt string) *smtp.SMTPError {
+		if rcpt == "gone@dest.example" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "user unknown"}
+		}
+		return nil
+	}
+	lab := postfixlab.Start(t, opts)
+	cfgFile := writeFile(t, dir, "senderkit.toml", fmt.Sprintf(`state_dir = %q
+[bounce]
+domain = "bounces.example.net"
+[milter]
+listen = "inet:%s"
+copy_service = %q
+[policy]
+listen = "inet:%s"
+maillog = %q
+refresh = "50ms"
+[http]
+listen = ""
+[[scope]]
+name = "acme"
+sender_domains = ["example.com"]
+`, state, milterAddr, copyAddr, policyAddr, filepath.Join(lab.Dir, "maillog")))
+	log := startServe(t, cfgFile)
+	waitLog(t, log, "milter listening")
+
+	body := []byte("From: news@example.com\r\nTo: you@dest.example\r\nSubject: news\r\n\r\nHello.\r\n")
+	for _, rcpt := range []string{"ok@dest.example", "gone@dest.example"} {
+		if err := lab.Send("news@example.com", []string{rcpt}, body); err != nil {
+			t.Fatalf("%s: %v", rcpt, err)
+		}
+	}
+	// The events, as the CLI (another process) sees them.
+	st, err := sqlitestore.Open(context.Background(), filepath.Join(state, "senderkit.db"), sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	waitEvent := func(addr string, typ store.EventType) store.Event {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var found *store.Event
+			st.Events(context.Background(), store.EventFilter{Address: addr}, func(e store.Event) error {
+				if e.Type == typ && e.Source == "log" {
+					found = &e
+				}
+				return nil
+			})
+			if found != nil {
+				return *found
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s event from the log for %s after 30s\nserve log:\n%s", typ, addr, log.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	d := waitEvent("ok@dest.example", store.Delivered)
+	b := waitEvent("gone@dest.example", store.Bounced)
+	if d.SendID == 0 || d.Scope != "acme" || b.SendID == 0 || !b.Hard || b.Status != "5.1.1" {
+		t.Errorf("events not attached to the milter's sends: delivered %+v, bounced %+v", d, b)
+	}
+	err = lab.Send("news@example.com", []string{"gone@dest.example"}, body)
+	if code, text := smtpCode(err); code != 550 || !strings.Contains(text, "recipient address bounced permanently on") {
+		t.Errorf("gone@dest.example after its bounce: %v; want refused at RCPT", err)
+	}
+}
