@@ -123,7 +123,19 @@ func cleanAddress(s string) string {
 	if local == "" || domain == "" || !strings.Contains(domain, ".") && !strings.HasPrefix(domain, "[") {
 		return ""
 	}
+	if len(local)+1+len(domain) == len(s) && s[len(local)] == '@' && !hasUpper(s) {
+		return s // already clean: no copy
+	}
 	return strings.ToLower(local + "@" + domain)
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 'A' && s[i] <= 'Z' || s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // localPart returns the part of addr before its last "@".

@@ -104,17 +104,17 @@ func hasFeedbackFields(text string) bool {
 // hasFieldFold reports whether a line of text starts with name, ignoring
 // ASCII case; name is lower-case.
 func hasFieldFold(text, name string) bool {
-	for off := 0; ; {
-		i := indexFold(text[off:], name)
+	for off := 0; off < len(text); {
+		if hasPrefixFold(text[off:], name) {
+			return true
+		}
+		i := strings.IndexByte(text[off:], '\n')
 		if i < 0 {
 			return false
 		}
-		i += off
-		if i == 0 || text[i-1] == '\n' {
-			return true
-		}
-		off = i + 1
+		off += i + 1
 	}
+	return false
 }
 
 // feedback fills the report from a feedback report: one record per

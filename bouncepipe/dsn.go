@@ -45,8 +45,13 @@ type field struct {
 // Lines that are not fields are dropped.
 func splitFields(b string) []field {
 	var out []field
-	s := strings.ReplaceAll(b, "\r\n", "\n")
-	for _, line := range strings.Split(s, "\n") {
+	for rest := b; rest != ""; {
+		line := rest
+		if i := strings.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
 		line = strings.TrimRight(line, "\r")
 		if strings.TrimSpace(line) == "" {
 			out = append(out, field{blank: true})
@@ -62,7 +67,7 @@ func splitFields(b string) []field {
 		if !ok || strings.ContainsAny(strings.TrimSpace(name), " \t") || name == "" {
 			continue
 		}
-		out = append(out, field{name: strings.ToLower(strings.TrimSpace(name)), value: strings.TrimSpace(value)})
+		out = append(out, field{name: fieldName(strings.TrimSpace(name)), value: strings.TrimSpace(value)})
 	}
 	return out
 }
@@ -369,4 +374,21 @@ func recipientLines(v *view, rcpts []string) []mention {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].line < out[j].line })
 	return out
+}
+
+// knownFields are the report fields read, lower-cased (RFC 3464 §2.2,
+// §2.3; RFC 5965 §3.1, §3.2; RFC 6591 §3.2).
+var knownFields = []string{"reporting-mta", "arrival-date", "final-recipient", "original-recipient", "x-actual-recipient",
+	"action", "status", "remote-mta", "diagnostic-code", "feedback-type", "user-agent", "version", "received-date",
+	"source-ip", "original-mail-from", "original-rcpt-to", "removal-recipient", "reported-domain", "reported-uri", "auth-failure"}
+
+// fieldName returns the lower-case name of a known field without
+// allocating, or the name lower-cased.
+func fieldName(name string) string {
+	for _, k := range knownFields {
+		if strings.EqualFold(name, k) {
+			return k
+		}
+	}
+	return asciiLower(name)
 }

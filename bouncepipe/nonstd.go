@@ -132,8 +132,7 @@ func mentions(v *view, skip func(string) bool) []mention {
 		if strings.IndexByte(line, '@') < 0 {
 			continue
 		}
-		lower := asciiLower(line)
-		if strings.Contains(lower, "mail from:") || strings.Contains(lower, "message-id") || strings.Contains(lower, "envelope-from") {
+		if indexFold(line, "mail from:") >= 0 || indexFold(line, "message-id") >= 0 || indexFold(line, "envelope-from") >= 0 {
 			continue
 		}
 		scanAddresses(line, func(start, end int) {
@@ -141,7 +140,7 @@ func mentions(v *view, skip func(string) bool) []mention {
 			if a == "" || skip(a) {
 				return
 			}
-			if w := mentionWeight(lower[:start]); w >= 0 {
+			if w := mentionWeight(line[:start]); w >= 0 {
 				out = append(out, mention{line: l, addr: a, weight: w})
 			}
 		})
@@ -149,8 +148,13 @@ func mentions(v *view, skip func(string) bool) []mention {
 	return out
 }
 
-// mentionWeight weighs an address by what comes before it on its line.
+// mentionWeight weighs an address by what comes before it on its line
+// (any case).
 func mentionWeight(before string) int {
+	if len(before) > 64 {
+		before = before[len(before)-64:] // only the last words matter
+	}
+	before = asciiLower(before)
 	b := strings.TrimRight(before, " \t<(\"'[")
 	if strings.TrimLeft(b, " \t>*-•·|:.)0123456789") == "" || isReplyLead(b) {
 		return 3 // the line starts with it: "<rcpt>:", "  rcpt", "550 <rcpt>..."
@@ -259,10 +263,12 @@ func (m *mailView) notRecipients() func(string) bool {
 			not[a] = true
 		}
 	}
-	h := m.c.header
-	for _, k := range []string{"From", "To", "Cc", "Reply-To", "Sender", "Return-Path", "Delivered-To", "X-Original-To"} {
-		for _, v := range h.Values(k) {
-			add(v)
+	for _, f := range m.c.header.Fields() {
+		for _, k := range []string{"From", "To", "Cc", "Reply-To", "Sender", "Return-Path", "Delivered-To", "X-Original-To"} {
+			if strings.EqualFold(f.Name, k) {
+				add(f.Value)
+				break
+			}
 		}
 	}
 	add(m.opt.Recipient)
@@ -316,19 +322,20 @@ type lineRange struct{ from, to int }
 // segments gives each recipient the report lines that speak of it: from
 // each line naming it to the next line naming another recipient.
 func segments(v *view, ms []mention, rcpts []string) map[string][]lineRange {
-	owner := make(map[int]string)
+	owner := make([]string, v.lines())
 	for _, x := range ms {
-		if contains(rcpts, x.addr) {
-			if _, ok := owner[x.line]; !ok {
-				owner[x.line] = x.addr
-			}
+		if owner[x.line] == "" && contains(rcpts, x.addr) {
+			owner[x.line] = x.addr
 		}
 	}
-	out := map[string][]lineRange{}
+	out := make(map[string][]lineRange, len(rcpts))
 	cur, start := "", 0
 	for l := 0; l <= v.lines(); l++ {
-		o, ok := owner[l]
-		if l == v.lines() || ok && o != cur {
+		o := ""
+		if l < v.lines() {
+			o = owner[l]
+		}
+		if l == v.lines() || o != "" && o != cur {
 			if cur != "" {
 				out[cur] = append(out[cur], lineRange{start, l})
 			}
@@ -430,13 +437,23 @@ var commandWords = []struct{ words, cmd string }{
 	{"connection timed out", "CONN"}, {"ehlo", "EHLO"}, {"helo", "EHLO"},
 }
 
-// commandByFirst indexes commandWords by their first byte.
-var commandByFirst = func() (idx [256][]int) {
+// commandByFirst indexes commandWords by their first byte; commandFirst
+// marks those bytes in either case.
+var (
+	commandByFirst [256][]int
+	commandFirst   [256]bool
+)
+
+func init() {
 	for i, c := range commandWords {
-		idx[c.words[0]] = append(idx[c.words[0]], i)
+		b := c.words[0]
+		commandByFirst[b] = append(commandByFirst[b], i)
+		commandFirst[b] = true
+		if b >= 'a' && b <= 'z' {
+			commandFirst[b-('a'-'A')] = true
+		}
 	}
-	return idx
-}()
+}
 
 // commandIn returns the SMTP command a failure answered, as Sisimai names
 // them (CONN, EHLO, MAIL, RCPT, DATA): in a transcript the last one named
@@ -445,6 +462,9 @@ func commandIn(s string) string {
 	best := ""
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if !commandFirst[c] {
+			continue
+		}
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}

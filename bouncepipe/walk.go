@@ -5,6 +5,7 @@ import (
 	"html"
 	"io"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
@@ -39,10 +40,20 @@ type collected struct {
 	scratch []byte
 }
 
+// bodyPool holds the buffers part bodies are read into.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
+
 // walkMessage reads one message from src, keeping what the parsers need
 // and discarding the rest. It reads src to its end.
 func walkMessage(src *bufSource, partCap int, bodies bool) *collected {
 	c := &collected{cap: partCap, bodies: bodies}
+	sp := bodyPool.Get().(*[]byte)
+	c.scratch = (*sp)[:0]
+	defer func() {
+		*sp = c.scratch[:0]
+		c.scratch = nil
+		bodyPool.Put(sp)
+	}()
 	c.header, _ = readHeader(src, maxHeaderBytes, true)
 	c.walk(&c.header, src, 0)
 	drain(src)
@@ -111,14 +122,13 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 		c.readOriginal(h, body, depth)
 	case mt == "text/rfc822-headers" || mt == "message/rfc822-headers" || mt == "text/rfc822-header":
 		if c.original == nil {
-			src, done := decodedSource(h, body)
-			oh, found := readHeader(src, c.room(c.cap), false)
+			d := decodedSource(h, body)
+			oh, found := readHeader(d.src, c.room(c.cap), false)
 			if found {
 				c.original = &oh
 				c.attached = true
 			}
-			drain(src)
-			done()
+			d.done(body)
 		} else {
 			drain(body)
 		}
@@ -152,56 +162,65 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 // readBody decodes a part body and returns at most max bytes of it, in a
 // scratch buffer that the next readBody reuses.
 func (c *collected) readBody(h *Header, mt string, params mediaParams, body lineSource, max int) []byte {
-	src, done := decodedSourceOf(h, mt, params, body)
-	c.scratch = appendSourceCapped(c.scratch[:0], src, c.room(max))
-	done()
+	d := decodedSourceOf(h, mt, params, body)
+	c.scratch = appendSourceCapped(c.scratch[:0], d.src, c.room(max))
+	d.done(body)
 	c.kept += len(c.scratch)
 	return c.scratch
 }
 
-// decodedSource returns the lines of a part body with its transfer
-// encoding and, for text, its charset undone, and a func to call when
-// done with them. A part in 7bit, 8bit or binary and in UTF-8 or ASCII is
-// read as it is; an unknown encoding or charset leaves the bytes as they
-// are.
-func decodedSource(h *Header, body lineSource) (lineSource, func()) {
+// decoded is a part body with its transfer encoding and, for text, its
+// charset undone.
+type decoded struct {
+	src   lineSource
+	small *bufSource // a pooled buffer to give back, or nil
+}
+
+// done reads what is left of the body and gives back the buffer.
+func (d decoded) done(body lineSource) {
+	if d.small != nil {
+		drain(d.small)
+		d.small.release()
+	}
+	drain(body)
+}
+
+// decodedSource returns the lines of a part body decoded. A part in 7bit,
+// 8bit or binary and in UTF-8 or ASCII is read as it is; an unknown
+// encoding or charset leaves the bytes as they are. The caller calls done.
+func decodedSource(h *Header, body lineSource) decoded {
 	mt, params := contentType(h)
 	return decodedSourceOf(h, mt, params, body)
 }
 
 // decodedSourceOf is decodedSource with the Content-Type already read.
-func decodedSourceOf(h *Header, mt string, params mediaParams, body lineSource) (lineSource, func()) {
-	enc := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
-	identity := enc == "" || enc == "7bit" || enc == "8bit" || enc == "binary"
+func decodedSourceOf(h *Header, mt string, params mediaParams, body lineSource) decoded {
+	enc := strings.TrimSpace(h.Get("Content-Transfer-Encoding"))
+	identity := enc == "" || strings.EqualFold(enc, "7bit") || strings.EqualFold(enc, "8bit") || strings.EqualFold(enc, "binary")
 	plain := true
 	if strings.HasPrefix(mt, "text/") {
-		switch strings.ToLower(params.charset) {
-		case "", "us-ascii", "utf-8", "utf8", "ascii":
+		switch cs := params.charset; {
+		case cs == "", strings.EqualFold(cs, "us-ascii"), strings.EqualFold(cs, "utf-8"), strings.EqualFold(cs, "utf8"), strings.EqualFold(cs, "ascii"):
 		default:
 			plain = false
 		}
 	}
 	if identity && plain {
-		return body, func() { drain(body) }
+		return decoded{src: body}
 	}
-	if enc == "quoted-printable" && plain {
-		q := &qpSource{src: body}
-		return q, func() { drain(body) }
+	if strings.EqualFold(enc, "quoted-printable") && plain {
+		return decoded{src: &qpSource{src: body}}
 	}
 	raw := &sourceReader{src: body}
 	var r io.Reader = raw
 	var th textproto.Header
 	th.Set("Content-Type", h.Get("Content-Type"))
-	th.Set("Content-Transfer-Encoding", h.Get("Content-Transfer-Encoding"))
+	th.Set("Content-Transfer-Encoding", enc)
 	if e, err := message.New(message.Header{Header: th}, raw); e != nil && (err == nil || message.IsUnknownCharset(err) || message.IsUnknownEncoding(err)) {
 		r = e.Body
 	}
 	src := readerSource(r)
-	return src, func() {
-		drain(src)
-		src.release()
-		drain(body)
-	}
+	return decoded{src: src, small: src}
 }
 
 // addText keeps a text part, line endings made LF, invalid UTF-8
@@ -244,8 +263,9 @@ func normalizeEOL(b []byte) []byte {
 // readOriginal reads the header of a message/rfc822 part, the returned
 // original (RFC 3464 §2, RFC 5965 §2 (d)), and the first bytes of its body.
 func (c *collected) readOriginal(h *Header, body lineSource, depth int) {
-	src, done := decodedSource(h, body)
-	defer done()
+	d := decodedSource(h, body)
+	defer d.done(body)
+	src := d.src
 	if c.original != nil {
 		// A second attached message: a forwarded bounce or a digest.
 		// The first one is the returned original.
