@@ -229,6 +229,7 @@ func Default() *Config {
 			Clients:     []string{"127.0.0.0/8", "::1/128"},
 			Streams:     []Stream{{Name: "bulk", Kind: Bulk}},
 			ScopeBounce: ScopeBounce{UnsubscribeCovers: CoverScope},
+			ScopePolicy: ScopePolicy{SuppressedAction: ActionReject},
 		}},
 	}
 }
