@@ -197,15 +197,18 @@ func (rep *Report) Category() string {
 type Candidate struct {
 	// Token is the token, lower-cased.
 	Token string `json:"token"`
-	// Where says where it was found: "recipient" (the envelope
-	// recipient of the report), "original-return-path",
-	// "original-list-unsubscribe", "original-header" (another header of
-	// the returned original naming our bounce address), "body" (our
-	// address or link in the text of the report or the original).
+	// Where says where it was found, one of the Where constants:
+	// "recipient" (the envelope recipient the report was delivered to,
+	// Options.Recipient), "report-header" (the report's own To,
+	// Delivered-To or X-Original-To), "report-original-mail-from" (a
+	// feedback report's Original-Mail-From, RFC 5965 §3.2),
+	// "original-return-path", "original-list-unsubscribe" (RFC 2369),
+	// "original-header" (another field of the returned original naming
+	// our address), "body" (our address or link in the text).
 	Where string `json:"where"`
 }
 
-// Where values of Candidate.
+// Where values of Candidate, most trustworthy first.
 const (
 	WhereRecipient       = "recipient"
 	WhereReportHeader    = "report-header"
