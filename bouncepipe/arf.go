@@ -176,15 +176,9 @@ func (m *mailView) feedback() {
 	}
 }
 
-// feedbackTypes are the types registered for RFC 5965 §7.3 and RFC 6591:
-// anything else is reported as "other".
-var feedbackTypes = map[string]bool{
-	"abuse": true, "fraud": true, "virus": true, "other": true, "not-spam": true,
-	"opt-out": true, "opt-out-list": true, "auth-failure": true,
-}
-
-// normalFeedbackType returns the type as registered, "other" for unknown
-// types (RFC 5965 §3.5 extension types are kept as written).
+// normalFeedbackType returns a Feedback-Type lower-cased, with the
+// draft-era names of RFC 6591 reports mapped to "auth-failure"; other
+// types are kept as written, as RFC 5965 §7.3 lets the registry grow.
 func normalFeedbackType(t string) string {
 	t = strings.ToLower(strings.TrimSpace(t))
 	switch t {

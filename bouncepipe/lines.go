@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"slices"
 	"sync"
 )
 
@@ -231,31 +230,6 @@ func (r *sourceReader) Read(p []byte) (int, error) {
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
 	return n, nil
-}
-
-// readCapped reads r to its end and returns at most limit bytes of it.
-func readCapped(r io.Reader, limit int) []byte {
-	if src, ok := r.(*sourceReader); ok && len(src.buf) == 0 && src.err == nil {
-		return readSourceCapped(src.src, limit)
-	}
-	out := make([]byte, 0, min(limit, 1024))
-	var scratch [1024]byte
-	for {
-		var n int
-		var err error
-		if len(out) < limit {
-			if len(out) == cap(out) {
-				out = slices.Grow(out, min(limit-len(out), cap(out)+1))
-			}
-			n, err = r.Read(out[len(out):min(cap(out), limit)])
-			out = out[:len(out)+n]
-		} else {
-			_, err = r.Read(scratch[:])
-		}
-		if err != nil {
-			return out
-		}
-	}
 }
 
 // readerSource reads the lines of r through a small pooled buffer; the

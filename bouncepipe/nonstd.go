@@ -77,15 +77,18 @@ func (m *mailView) reportText() string {
 	if m.reportStr != nil {
 		return *m.reportStr
 	}
-	var b strings.Builder
+	var parts []string
 	for _, sp := range m.splits() {
-		if isBlankString(sp[0]) {
-			continue
+		if !isBlankString(sp[0]) {
+			parts = append(parts, sp[0])
 		}
-		b.WriteString(sp[0])
-		b.WriteString("\n")
 	}
-	s := b.String()
+	s := ""
+	if len(parts) == 1 {
+		s = parts[0] // no copy
+	} else if len(parts) > 1 {
+		s = strings.Join(parts, "\n") + "\n"
+	}
 	m.reportStr = &s
 	return s
 }

@@ -1,7 +1,6 @@
 package bouncepipe
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -40,14 +39,6 @@ func Parse(r io.Reader, opt Options) (*Report, error) {
 	return rep, nil
 }
 
-// ParseBytes is Parse on a message in memory.
-func ParseBytes(b []byte, opt Options) *Report {
-	rep, _ := Parse(strings.NewReader(string(b)), opt)
-	return rep
-}
-
-var errNothing = errors.New("bouncepipe: empty message")
-
 // analyse decides what the collected message is.
 func analyse(c *collected, opt *Options) *Report {
 	rep := &Report{}
@@ -80,7 +71,7 @@ func analyse(c *collected, opt *Options) *Report {
 			rep.AsksUnsubscribe = IsUnsubscribeRequest(rep.Subject, m.firstText())
 		}
 	}
-	if rep.Original == nil {
+	if rep.Original == nil && (rep.Kind == Bounce || rep.Kind == Delay || rep.Kind == Delivered || rep.Kind == Complaint) {
 		rep.Original = m.inlineOriginal()
 	}
 	for i := range rep.Records {

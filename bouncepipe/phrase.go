@@ -426,16 +426,8 @@ func (ts *tagSet) merge(o *tagSet) {
 	}
 }
 
+// has reports whether a phrase of tag was found.
 func (ts *tagSet) has(tag int) bool { return tag >= 0 && tag < maxTags && ts.first[tag] != 0 }
-
-func (ts *tagSet) any() bool {
-	for _, v := range ts.first {
-		if v != 0 {
-			return true
-		}
-	}
-	return false
-}
 
 // phraseOf returns the phrase that gave tag, as written, or "".
 func (ts *tagSet) phraseOf(tag int) string {
