@@ -12,7 +12,7 @@ import (
 )
 
 // byRcpt indexes received messages by their one recipient.
-func byRcpt(t *testing.T, msgs []postfixlab.Message) map[string]postfixlab.Message {
+func byRcpt(t testing.TB, msgs []postfixlab.Message) map[string]postfixlab.Message {
 	t.Helper()
 	m := map[string]postfixlab.Message{}
 	for _, x := range msgs {

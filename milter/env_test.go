@@ -31,7 +31,7 @@ const wait = 60 * time.Second
 // env is a milter on loopback with a real store, its DKIM keys and
 // tables, and a private Postfix wired to it as contrib/postfix says.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	dir        string
 	cfg        *conf.Config
 	keys       *token.Keyring
@@ -96,7 +96,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,7 +108,7 @@ func freeAddr(t *testing.T) string {
 
 // newEnv starts the milter and its Postfix. It needs root (Postfix) and
 // installs Postfix and python3-dkim when they are missing.
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	postfixlab.EnsurePackages(t, dkimpyverify.Packages)
 	e := &env{t: t, dir: t.TempDir(), records: map[string]string{}, log: &lockedBuffer{}}
@@ -195,7 +195,7 @@ base_url = "https://unsub.example.net/u/"
 // contribPostfix reads contrib/postfix/milter.main.cf and
 // milter.master.cf, as an administrator would install them, with the
 // test's addresses in place of the default ports.
-func contribPostfix(t *testing.T, milterAddr, copyAddr string) (map[string]string, []string) {
+func contribPostfix(t testing.TB, milterAddr, copyAddr string) (map[string]string, []string) {
 	t.Helper()
 	fix := strings.NewReplacer("127.0.0.1:10026", milterAddr, "127.0.0.1:10029", copyAddr)
 	b, err := os.ReadFile(filepath.Join("..", "contrib", "postfix", "milter.main.cf"))
@@ -262,7 +262,7 @@ func msg(from, to, subject string, extra ...string) []byte {
 }
 
 // header parses a received message's header.
-func header(t *testing.T, m postfixlab.Message) *textproto.Header {
+func header(t testing.TB, m postfixlab.Message) *textproto.Header {
 	t.Helper()
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.Data)))
 	if err != nil {
@@ -273,7 +273,7 @@ func header(t *testing.T, m postfixlab.Message) *textproto.Header {
 
 // dkimpy verifies a message's signatures with python3-dkim, against the
 // TXT records in records.
-func dkimpy(t *testing.T, data []byte, records map[string]string) []dkimpyverify.Result {
+func dkimpy(t testing.TB, data []byte, records map[string]string) []dkimpyverify.Result {
 	t.Helper()
 	rs, err := dkimpyverify.Verify(t.TempDir(), data, records)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 
 // withoutOwnReceived removes the Received field Postfix puts on top of
 // what it relays (the milter never sees it).
-func withoutOwnReceived(t *testing.T, data []byte) []byte {
+func withoutOwnReceived(t testing.TB, data []byte) []byte {
 	t.Helper()
 	if !bytes.HasPrefix(data, []byte("Received: ")) {
 		t.Fatalf("the message does not start with Postfix's Received field:\n%.300s", data)

@@ -1,0 +1,296 @@
+package milter
+
+// Speed, as figures (never pass/fail):
+//
+//	go test -run '^$' -bench '^BenchmarkPostfix$' -benchtime 3000x -timeout 30m ./milter
+//	go test -run '^$' -bench '^BenchmarkSendRow' ./milter
+//
+// BenchmarkPostfix pushes the same messages through one private Postfix
+// (postfixlab, with smtp-source from the postfix package as the client
+// and the lab's sink as the Internet), reconfigured between runs:
+// Postfix alone; Postfix with OpenDKIM signing RSA-2048; Postfix with a
+// do-nothing go-milter (the floor any Go milter can reach: it negotiates
+// away every reply but the end of message's, as senderkit does); the
+// same do-nothing milter with go-milter's default negotiation (a reply to
+// every event); and Postfix with senderkit (RSA-2048 signature, VERP,
+// List-Unsubscribe, Feedback-ID and a durable send row per message, with
+// synchronous=full). It reports end-to-end messages per second (from the
+// first connection to the last message at the sink) and the ratios
+// between the runs, then the live heap per concurrent message.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"github.com/senderkit/senderkit/internal/postfixlab"
+	"github.com/senderkit/senderkit/internal/store"
+	"github.com/senderkit/senderkit/internal/store/sqlitestore"
+	"github.com/senderkit/senderkit/milter/dkim"
+)
+
+// benchSessions is how many SMTP sessions smtp-source runs at once.
+const benchSessions = 20
+
+// benchMessage is the message smtp-source sends (it adds the CRLFs):
+// a newsletter of about 2 KB, with no Message-ID or Date, which Postfix
+// adds for a local client.
+func benchMessage(size int) string {
+	var b strings.Builder
+	b.WriteString("From: News <news@example.com>\nTo: <reader@dest.example>\nSubject: the news of the week\n" +
+		"MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n")
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "line %04d of the newsletter, with some text to make it a line of usual length.\n", i)
+	}
+	return b.String()
+}
+
+type benchResult struct {
+	rate, acceptRate float64 // messages a second: end to end; accepted by Postfix
+}
+
+func BenchmarkPostfix(b *testing.B) {
+	postfixlab.EnsurePackages(b, map[string]string{"opendkim": "opendkim", "smtp-source": "postfix"})
+	e := newEnv(b, envOptions{})
+	dir := b.TempDir()
+	msgFile := filepath.Join(dir, "msg.txt")
+	os.WriteFile(msgFile, []byte(benchMessage(2000)), 0o644)
+	odkim := startOpenDKIM(b, dir)
+	noop := startNoop(b, false)
+	noopDefault := startNoop(b, true)
+
+	results := map[string]benchResult{}
+	configs := []struct{ name, milter string }{
+		{"postfix-alone", ""},
+		{"postfix+opendkim", odkim},
+		{"postfix+noop-gomilter", noop},
+		{"postfix+noop-gomilter-default", noopDefault},
+		{"postfix+senderkit", "inet:" + e.milterAddr},
+	}
+	for _, c := range configs {
+		e.lab.Postconf("smtpd_milters=" + c.milter)
+		e.lab.Reload()
+		runSource(b, e, msgFile, 200) // warm up the new configuration
+		b.Run(c.name, func(b *testing.B) {
+			r := runSource(b, e, msgFile, b.N)
+			b.ReportMetric(r.rate, "msgs/s")
+			b.ReportMetric(r.acceptRate, "accepted/s")
+			b.ReportMetric(0, "ns/op")
+			results[c.name] = r
+		})
+	}
+	alone, odk, floor, sk := results["postfix-alone"], results["postfix+opendkim"], results["postfix+noop-gomilter"], results["postfix+senderkit"]
+	if alone.rate > 0 && sk.rate > 0 {
+		b.Logf("end to end, messages/s: Postfix alone %.0f, + OpenDKIM %.0f (%.2fx), + do-nothing go-milter %.0f (%.2fx; with go-milter's default negotiation %.0f, %.2fx), + senderkit %.0f (%.2fx)",
+			alone.rate, odk.rate, odk.rate/alone.rate, floor.rate, floor.rate/alone.rate,
+			results["postfix+noop-gomilter-default"].rate, results["postfix+noop-gomilter-default"].rate/alone.rate, sk.rate, sk.rate/alone.rate)
+		b.Logf("senderkit / OpenDKIM = %.2f (goal >= 2), senderkit / do-nothing go-milter = %.2f (goal >= 0.9)", sk.rate/odk.rate, sk.rate/floor.rate)
+		b.Logf("accepted by Postfix, messages/s: alone %.0f, OpenDKIM %.0f, do-nothing %.0f, senderkit %.0f",
+			alone.acceptRate, odk.acceptRate, floor.acceptRate, sk.acceptRate)
+	}
+
+	// Memory: the live heap (after a GC) while benchSessions messages are
+	// in the milter at once, per message.
+	e.lab.Postconf("smtpd_milters=inet:" + e.milterAddr)
+	e.lab.Reload()
+	for _, size := range []int{2000, 200 << 10} {
+		f := filepath.Join(dir, fmt.Sprintf("msg-%d.txt", size))
+		os.WriteFile(f, []byte(benchMessage(size)), 0o644)
+		per := liveHeapPerMessage(b, e, f, 400)
+		b.Logf("senderkit, %d-byte messages, %d at once: %.1f KB of live heap per message in progress", size, benchSessions, per/1024)
+	}
+}
+
+// runSource sends n messages with smtp-source and waits for them at the
+// sink.
+func runSource(tb testing.TB, e *env, msgFile string, n int) benchResult {
+	tb.Helper()
+	e.lab.Sink.Reset()
+	start := time.Now()
+	cmd := exec.Command("/usr/sbin/smtp-source", "-s", strconv.Itoa(benchSessions), "-m", strconv.Itoa(n), "-N",
+		"-F", msgFile, "-f", "news@example.com", "-t", "reader@dest.example", e.lab.SMTPAddr)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	accepted := time.Since(start)
+	e.lab.Sink.Wait(tb, n, 10*time.Minute)
+	all := time.Since(start)
+	if got := len(e.lab.Sink.Messages()); got != n {
+		tb.Fatalf("%d messages at the sink, want %d", got, n)
+	}
+	return benchResult{rate: float64(n) / all.Seconds(), acceptRate: float64(n) / accepted.Seconds()}
+}
+
+// liveHeapPerMessage sends n messages from msgFile and samples the live
+// heap meanwhile; it returns the peak growth per concurrent session.
+func liveHeapPerMessage(tb testing.TB, e *env, msgFile string, n int) float64 {
+	live := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	e.lab.Sink.Reset()
+	base := live()
+	var peak uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			peak = max(peak, live())
+		}
+	})
+	cmd := exec.Command("/usr/sbin/smtp-source", "-s", strconv.Itoa(benchSessions), "-m", strconv.Itoa(n), "-N",
+		"-F", msgFile, "-f", "news@example.com", "-t", "reader@dest.example", e.lab.SMTPAddr)
+	out, err := cmd.CombinedOutput()
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		tb.Fatalf("smtp-source: %v\n%s", err, out)
+	}
+	// The sink, in this process, holds what it received: subtract it.
+	var held int
+	for _, m := range e.lab.Sink.Messages() {
+		held += cap(m.Data)
+	}
+	return (float64(peak) - float64(base) - float64(held)) / benchSessions
+}
+
+// startOpenDKIM runs OpenDKIM signing every message from example.com with
+// an RSA-2048 key, relaxed/relaxed, and returns its milter address.
+func startOpenDKIM(tb testing.TB, dir string) string {
+	tb.Helper()
+	key := filepath.Join(dir, "odkim.pem")
+	k, err := dkim.GenerateKey("rsa", 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pemBytes, _ := dkim.MarshalPrivateKey(k)
+	os.WriteFile(key, pemBytes, 0o600)
+	exec.Command("chown", "opendkim:opendkim", key).Run()
+	for d := dir; d != "/tmp" && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(dir, "opendkim.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("Syslog no\nBackground no\nMode s\nDomain example.com\nSelector s1\nKeyFile %s\n"+
+		"Canonicalization relaxed/relaxed\nSignatureAlgorithm rsa-sha256\nSocket inet:%s@127.0.0.1\nPidFile %s\n"+
+		"UserID opendkim:opendkim\nRequireSafeKeys no\n", key, port, filepath.Join(dir, "opendkim.pid"))), 0o644)
+	cmd := exec.Command("opendkim", "-x", conf)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		cmd.Process.Kill() // the one we started
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return "inet:" + addr
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("opendkim does not listen on %s", addr)
+		}
+	}
+}
+
+// startNoop runs a go-milter that does nothing and returns its milter
+// address. Unless defaults, it negotiates what senderkit does: no reply
+// to any event but the end of the message, no events it does not use.
+func startNoop(tb testing.TB, defaults bool) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opts := []gomilter.Option{gomilter.WithMilter(func() gomilter.Milter { return gomilter.NoOpMilter{} })}
+	if !defaults {
+		opts = append(opts, gomilter.WithProtocols(protocol&^gomilter.OptHeaderLeadingSpace))
+	}
+	srv := gomilter.NewServer(opts...)
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Close() })
+	return "inet:" + ln.Addr().String()
+}
+
+// BenchmarkSendRow is the cost of recording one send durably
+// (synchronous=full): one transaction per message, one after another;
+// 20 messages ending at once, each with its own transaction (SQLite
+// serialises them); and the same through the milter's group commit,
+// which shares a transaction (and its fsync) between the messages that
+// wait for it.
+func BenchmarkSendRow(b *testing.B) {
+	open := func(b *testing.B) *sqlitestore.DB {
+		st, err := sqlitestore.Open(context.Background(), filepath.Join(b.TempDir(), "s.db"), sqlitestore.Options{Synchronous: "full"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		return st
+	}
+	send := func() store.Send {
+		id := sendID()
+		return store.Send{ID: id, Scope: "acme", Stream: "news", Recipient: "r@dest.example", QueueID: "4ABCDEF", At: time.Now(),
+			MessageKey: strconv.FormatUint(id, 36)}
+	}
+	b.Run("serial", func(b *testing.B) {
+		st := open(b)
+		for b.Loop() {
+			if _, err := st.AddSends(context.Background(), []store.Send{send()}, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("20-at-once-own-transaction", func(b *testing.B) {
+		st := open(b)
+		b.SetParallelism(10) // 10 x GOMAXPROCS goroutines
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := st.AddSends(context.Background(), []store.Send{send()}, time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("20-at-once-group-commit", func(b *testing.B) {
+		st := open(b)
+		l := newSendLog(st)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go l.run(ctx)
+		b.SetParallelism(10)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := l.add(context.Background(), send(), time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		if c := l.commits.Load(); c > 0 {
+			b.ReportMetric(float64(l.rows.Load())/float64(c), "rows/commit")
+		}
+	})
+}
