@@ -81,7 +81,13 @@ func Run(ctx context.Context, o Options) Report {
 	x.checkSPF(ctx)
 	x.checkReverse(ctx)
 	x.checkMX(ctx)
-	for _, fd := range x.fromDomains() {
+	fds := x.fromDomains()
+	if len(fds) == 0 {
+		x.add(Result{Check: CheckConfig, What: "config From domains", Status: Warn,
+			Detail: "no From domain is known (no scope lists sender_domains, no SigningTable line names a domain): DKIM and DMARC are not checked",
+			Fix:    "list the domains your mail comes from in [check] from_domains"})
+	}
+	for _, fd := range fds {
 		x.checkDomain(ctx, fd)
 	}
 	x.checkOtherKeys(ctx)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/internal/doctor/doctortest"
 	"github.com/senderkit/senderkit/milter/dkim"
 )
@@ -264,5 +265,84 @@ func TestUnsubscribeURL(t *testing.T) {
 			w := doctortest.StartWorld(t, root, tc.o)
 			checkReport(t, runWorld(t, w), map[string]expect{"unsubscribe": tc.want})
 		})
+	}
+}
+
+// TestNothingConfigured: the built-in configuration says where it falls
+// short before any DNS answer matters.
+func TestNothingConfigured(t *testing.T) {
+	srv := startZones(t, "")
+	cfg, err := conf.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := NewResolver(srv.Addr, 2*time.Second)
+	rep := Run(context.Background(), Options{Config: cfg, Resolver: r})
+	want := map[string]expect{
+		"config check.sending_addresses": {Fail, "no sending address is configured", "[check] sending_addresses"},
+		"MX bounces.example.test":        {Fail, "no inbound address is configured", "[check] inbound_addresses"},
+		"config From domains":            {Warn, "no From domain is known", "[check] from_domains"},
+		"unsubscribe":                    {Fail, "http.base_url is not https", `set http.base_url = "https://127.0.0.1/u/"`},
+	}
+	if len(rep) != len(want) {
+		t.Errorf("%d results, want %d", len(rep), len(want))
+	}
+	for _, res := range rep {
+		w, ok := want[key(res)]
+		if !ok {
+			t.Errorf("unexpected %s: %s %s", res.What, res.Status, res.Detail)
+			continue
+		}
+		if res.Status != w.status || !strings.Contains(res.Detail, w.detail) || !strings.Contains(res.Fix, w.fix) {
+			t.Errorf("%s: %s %q fix %q, want %s %q fix %q", res.What, res.Status, res.Detail, res.Fix, w.status, w.detail, w.fix)
+		}
+	}
+	// The HELO name is checked per sending address: none here.
+	if rep.Worst() != Fail {
+		t.Errorf("worst %s", rep.Worst())
+	}
+}
+
+// TestKeyOnlyForSubdomains: a key that signs only subdomains' mail is
+// still checked, and a From domain that no key signs does not align.
+func TestKeyOnlyForSubdomains(t *testing.T) {
+	w := doctortest.StartWorld(t, root, doctortest.WorldOptions{SigningTable: "" +
+		"*@acme.example acme-rsa\n*@acme.example acme-ed\n*@news.acme.example acme-rsa\n" +
+		"*@*.globex.example globex\n"})
+	rep := runWorld(t, w)
+	checkReport(t, rep, map[string]expect{
+		"DMARC globex.example (scope globex)": {Fail,
+			"does not align: no DKIM key signs its mail; SPF bounces.acme.example does not align (aspf=r)",
+			"sign mail from globex.example with a key whose d= is globex.example or its parent domain: senderkit dkim keygen -d globex.example"},
+	})
+	// The key for globex's subdomains comes after the From domains.
+	if n := len(rep); n < 2 || rep[n-2].What != "DKIM gx._domainkey.globex.example" || rep[n-2].Status != Pass {
+		t.Errorf("the subdomain key was not checked last: %+v", rep[n-2])
+	}
+}
+
+func TestReportWrite(t *testing.T) {
+	rep := Report{
+		{Check: CheckSPF, What: "SPF b.example 192.0.2.1", Status: Pass, Detail: "pass", Fix: "never shown"},
+		{Check: CheckMX, What: "MX b.example", Status: Fail, Detail: "no MX", Fix: "publish b.example. IN MX 10 mx.b.example.\nand mx.b.example. IN A 192.0.2.1"},
+		{Check: CheckDMARC, What: "DMARC a.example", Status: Warn, Detail: "p=none", Fix: "raise it"},
+	}
+	var b strings.Builder
+	if err := rep.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"pass  SPF b.example 192.0.2.1  pass\n" +
+		"fail  MX b.example             no MX\n" +
+		"      fix: publish b.example. IN MX 10 mx.b.example.\n" +
+		"           and mx.b.example. IN A 192.0.2.1\n" +
+		"warn  DMARC a.example          p=none\n" +
+		"      fix: raise it\n" +
+		"checks: 1 pass, 1 warn, 1 fail\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	if rep.Worst() != Fail || (Report{}).Worst() != Pass || rep[:1].Worst() != Pass || rep[2:].Worst() != Warn {
+		t.Errorf("Worst is wrong")
 	}
 }

@@ -16,11 +16,11 @@ import (
 // DNS at selector._domainkey.domain.
 type KeyRecord struct {
 	Version  string   // v=, "" when absent
-	KeyType  string   // k=, lower-case; "rsa" when absent
+	KeyType  string   // k=; "rsa" when absent
 	Key      []byte   // p=, decoded; empty when the key is revoked
-	Hashes   []string // h=, lower-case; nil when absent (all allowed)
-	Services []string // s=, lower-case; nil when absent ("*")
-	Flags    []string // t=, lower-case
+	Hashes   []string // h=; nil when absent (all allowed), empty when h= is
+	Services []string // s=; nil when absent ("*"), empty when s= is
+	Flags    []string // t=
 }
 
 // ParseKeyRecord reads a DKIM key record: a tag-list (RFC 6376 §3.2),
@@ -44,7 +44,7 @@ func ParseKeyRecord(txt string) (*KeyRecord, error) {
 		kr.Version = v
 	}
 	if k, ok := tags["k"]; ok {
-		kr.KeyType = strings.ToLower(k)
+		kr.KeyType = k
 	}
 	p, ok := tags["p"]
 	if !ok {
@@ -102,7 +102,8 @@ func parseTagList(s string) (map[string]string, []string, error) {
 	return tags, order, nil
 }
 
-// isTagName: ALPHA *ALNUMPUNC (RFC 6376 §3.2).
+// isTagName: ALPHA *ALNUMPUNC (RFC 6376 §3.2), and '-' too, which
+// verifiers let pass in the unknown tags they ignore.
 func isTagName(s string) bool {
 	if s == "" {
 		return false
@@ -110,18 +111,21 @@ func isTagName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		alpha := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '_')) {
+		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '_' || c == '-')) {
 			return false
 		}
 	}
 	return true
 }
 
-// colonList splits a colon-separated list, lower-cased and trimmed.
+// colonList splits a colon-separated list, trimmed. It is never nil: a
+// tag with an empty list ("h=") allows nothing, as verifiers read it.
+// Values keep their case: RFC 6376 §3.2 makes them case-sensitive
+// unless a tag says otherwise, and none of k=, h=, s=, t= does.
 func colonList(s string) []string {
-	var out []string
+	out := []string{}
 	for _, x := range strings.Split(s, ":") {
-		if x = strings.ToLower(strings.TrimSpace(x)); x != "" {
+		if x = strings.TrimSpace(x); x != "" {
 			out = append(out, x)
 		}
 	}

@@ -43,7 +43,10 @@ func (x *run) checkSPF(ctx context.Context) {
 			res.Detail = fmt.Sprintf("%s publishes no SPF record: receivers cannot tell this Postfix may send as it (Gmail and Yahoo require SPF for bulk mail)", bounce)
 		case r == spf.TempError || r == spf.None:
 			res.Status = Fail
-			res.Detail, _ = dnsFailure("SPF of "+bounce, errors.Join(err, recErr))
+			if err == nil || errors.Is(err, spf.ErrNoResult) {
+				err = recErr
+			}
+			res.Detail, fix = dnsFailure("SPF of "+bounce, err)
 		case errors.Is(err, spf.ErrLookupLimitReached):
 			res.Status = Fail
 			res.Detail = fmt.Sprintf("permerror: evaluating %s needs more than 10 DNS lookups before it reaches %s (RFC 7208 §4.6.4): receivers stop and treat it as an error",

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,7 +58,7 @@ func (x *run) checkUnsubscribe(ctx context.Context) {
 	endpointFix := fmt.Sprintf("run senderkit serve with http.listen set, reachable at %s port %s directly or through a reverse proxy, and let the port through the firewall", host, port)
 	timeout := x.cfg.Check.Timeout.D()
 	dialer := &net.Dialer{Timeout: timeout}
-	var dialed string
+	var dialed atomic.Pointer[string] // the address last dialed, for the report
 	client := &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -73,8 +74,9 @@ func (x *run) checkUnsubscribe(ctx context.Context) {
 				}
 				var lastErr error
 				for _, a := range as {
-					dialed = net.JoinHostPort(a.String(), p)
-					c, err := dialer.DialContext(ctx, network, dialed)
+					at := net.JoinHostPort(a.String(), p)
+					dialed.Store(&at)
+					c, err := dialer.DialContext(ctx, network, at)
 					if err == nil {
 						return c, nil
 					}
@@ -111,9 +113,9 @@ func (x *run) checkUnsubscribe(ctx context.Context) {
 			res.Detail = fmt.Sprintf("the certificate is not valid for %s: %v", host, certErrText(err))
 			res.Fix = fmt.Sprintf("install a certificate for %s from a public certificate authority (http.tls_cert and http.tls_key, or in the reverse proxy)", host)
 		default:
-			at := dialed
-			if at == "" {
-				at = host + ":" + port
+			at := net.JoinHostPort(host, port)
+			if d := dialed.Load(); d != nil {
+				at = *d
 			}
 			res.Detail = fmt.Sprintf("nothing answers at %s: %v", at, rootCause(err))
 			res.Fix = endpointFix

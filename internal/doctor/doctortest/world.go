@@ -36,6 +36,9 @@ type WorldOptions struct {
 	CertHost string
 	// CertNotAfter is when that certificate expires; default in 90 days.
 	CertNotAfter time.Time
+	// SigningTable, when set, replaces the SigningTable of
+	// testdata/dns/dkim.
+	SigningTable string
 	// Handler, when set, answers at the HTTPS address instead of the
 	// unsubscribe endpoint: another web server.
 	Handler http.Handler
@@ -74,6 +77,11 @@ func StartWorld(t testing.TB, root string, o WorldOptions) *World {
 		t.Fatal(err)
 	}
 	copyDKIM(t, filepath.Join(root, "dkim"), filepath.Join(w.Dir, "dkim"))
+	if o.SigningTable != "" {
+		if err := os.WriteFile(filepath.Join(w.Dir, "dkim", "SigningTable"), []byte(o.SigningTable), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if o.CertHost == "" {
 		o.CertHost = "unsub.acme.example"
