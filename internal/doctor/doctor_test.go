@@ -191,6 +191,17 @@ var brokenCases = []struct {
 		"DKIM ed2024._domainkey.acme.example": {Warn, "t=y says DKIM is being tested",
 			`publish ed2024._domainkey.acme.example. IN TXT "v=DKIM1; k=ed25519; p=wJlTKFsuGD6JisziTSdVBoAs3Az1LmCAScXciirxi8U="`},
 	}},
+	{"16-mx-implicit", map[string]expect{
+		"MX bounces.acme.example": {Warn, "no MX record; mail reaches 192.0.2.25 only through its address record", "publish bounces.acme.example. IN MX 10 mail.acme.example."},
+	}},
+	{"17-spf-two-records", map[string]expect{
+		"SPF bounces.acme.example 192.0.2.25":   {Fail, "permerror: bounces.acme.example publishes more than one SPF record (RFC 7208 §4.5)", "publish exactly one: " + spfFix},
+		"SPF bounces.acme.example 2001:db8::25": {Fail, "publishes more than one SPF record", `(in place of "v=spf1 ip4:192.0.2.25 ip6:2001:db8::25 -all" and "v=spf1 include:_spf.crm.example -all"`},
+	}},
+	{"18-dkim-revoked", map[string]expect{
+		"DKIM ed2024._domainkey.acme.example": {Fail, "the published key is revoked (empty p=)",
+			`publish ed2024._domainkey.acme.example. IN TXT "v=DKIM1; k=ed25519; p=wJlTKFsuGD6JisziTSdVBoAs3Az1LmCAScXciirxi8U="`},
+	}},
 }
 
 func TestBrokenRecords(t *testing.T) {
