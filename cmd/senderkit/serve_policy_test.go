@@ -227,11 +227,13 @@ listen = "inet:%s"
 maillog = %q
 resolver = %q
 [policy.throttle]
+# Postfix retries the deferred mail every 1 to 3 seconds here: the rate
+# must not grow between two of its 451s, but may soon after they stop.
 window = "20s"
 tempfails = 3
-increase_every = "1s"
+increase_every = "5s"
 increase = 60
-max_rate = 120
+max_rate = 61
 [[scope]]
 name = "acme"
 sender_domains = ["acme.example"]
