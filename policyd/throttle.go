@@ -36,14 +36,16 @@ type Throttler struct {
 	gen    atomic.Int64 // bumped on every change worth saving
 }
 
-type attempt struct {
-	at       time.Time
-	tempfail bool
+// slot counts the attempts of one second, so that a busy destination's
+// window costs at most one slot a second, whatever its volume.
+type slot struct {
+	at        int64 // unix second
+	ok, fails int
 }
 
 type destination struct {
 	name     string
-	attempts []attempt // within the window, oldest first
+	slots    []slot    // within the window, oldest first
 	lastFail time.Time // the last temporary failure
 
 	limited    bool
@@ -113,18 +115,13 @@ func (t *Throttler) Observe(group, scope string, o Outcome, at time.Time, reply 
 		s.until, s.reply = now.Add(cfg.BlocklistSuspend.D()), reply
 		return
 	case Success:
-		d.attempts = append(d.attempts, attempt{at: at})
+		d.count(at, false)
 		return
 	}
-	d.attempts = append(d.attempts, attempt{at: at, tempfail: true})
+	d.count(at, true)
 	d.lastFail = now
-	fails := 0
-	for _, a := range d.attempts {
-		if a.tempfail {
-			fails++
-		}
-	}
-	if o == RateLimited || fails >= cfg.Tempfails && fails*100 >= cfg.TempfailPercent*len(d.attempts) {
+	fails, attempts := d.totals()
+	if o == RateLimited || fails >= cfg.Tempfails && fails*100 >= cfg.TempfailPercent*attempts {
 		reason := "tempfail"
 		if o == RateLimited {
 			reason = "rate-limited"
@@ -133,13 +130,37 @@ func (t *Throttler) Observe(group, scope string, o Outcome, at time.Time, reply 
 	}
 }
 
-// prune drops attempts older than the window.
+// count adds an attempt at time at. A line older than the last slot (log
+// lines are nearly in order) counts in the last slot.
+func (d *destination) count(at time.Time, fail bool) {
+	sec := at.Unix()
+	if n := len(d.slots); n == 0 || d.slots[n-1].at < sec {
+		d.slots = append(d.slots, slot{at: sec})
+	}
+	s := &d.slots[len(d.slots)-1]
+	if fail {
+		s.fails++
+	} else {
+		s.ok++
+	}
+}
+
+// totals returns the temporary failures and all attempts in the window.
+func (d *destination) totals() (fails, attempts int) {
+	for _, s := range d.slots {
+		fails += s.fails
+		attempts += s.ok + s.fails
+	}
+	return fails, attempts
+}
+
+// prune drops the slots older than the window.
 func (d *destination) prune(now time.Time, window time.Duration) {
 	i := 0
-	for i < len(d.attempts) && now.Sub(d.attempts[i].at) > window {
+	for i < len(d.slots) && now.Sub(time.Unix(d.slots[i].at, 0)) > window {
 		i++
 	}
-	d.attempts = d.attempts[i:]
+	d.slots = d.slots[i:]
 }
 
 func (d *destination) decrease(now time.Time, cfg *conf.Throttle, reason, reply string) {
@@ -147,7 +168,8 @@ func (d *destination) decrease(now time.Time, cfg *conf.Throttle, reason, reply 
 	switch {
 	case !d.limited:
 		// The rate we were sending at, from the window's attempts.
-		perMin := float64(len(d.attempts)) / max(cfg.Window.D().Minutes(), 1.0/60)
+		_, attempts := d.totals()
+		perMin := float64(attempts) / max(cfg.Window.D().Minutes(), 1.0/60)
 		d.limited, d.since, d.tokens, d.refilled = true, now, 0, now
 		d.rate = perMin * factor
 	case now.Sub(d.lastChange) >= cfg.IncreaseEvery.D():
@@ -243,7 +265,7 @@ func (t *Throttler) changed() {
 	for name, d := range t.dests {
 		if d.limited || len(d.suspended) > 0 {
 			n++
-		} else if len(d.attempts) == 0 {
+		} else if len(d.slots) == 0 {
 			delete(t.dests, name)
 		}
 	}
@@ -261,15 +283,10 @@ func (t *Throttler) Snapshot() []store.Throttle {
 	var out []store.Throttle
 	for _, d := range t.dests {
 		d.prune(now, cfg.Window.D())
-		fails := 0
-		for _, a := range d.attempts {
-			if a.tempfail {
-				fails++
-			}
-		}
+		fails, attempts := d.totals()
 		if d.recover(now, cfg) {
 			out = append(out, store.Throttle{Destination: d.name, State: store.ThrottleLimited, Rate: d.rate,
-				Since: d.since, Tempfails: fails, Successes: len(d.attempts) - fails, Reason: d.reason, Reply: d.reply, Updated: now})
+				Since: d.since, Tempfails: fails, Successes: attempts - fails, Reason: d.reason, Reply: d.reply, Updated: now})
 		}
 		for sc, s := range d.suspended {
 			if !now.Before(s.until) {
