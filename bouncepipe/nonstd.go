@@ -27,9 +27,14 @@ func (m *mailView) looksLikeBounce() bool {
 	bySender := wording.has(strings.ReplaceAll(h.Get("From"), "@", " "), listTag(listBounceFrom)) ||
 		strings.TrimSpace(h.Get("Return-Path")) == "<>" || m.c.reportType == "delivery-status"
 	bySubject := !reply && (wording.has(subject, listTag(listBounceSubject)) || containsAny(subject, bounceSubjectCJK))
+	if !bySender && !bySubject {
+		return false // the body alone does not make a bounce
+	}
+	if bySender && bySubject {
+		return true
+	}
 	all := m.report().all()
-	byBody := all.has(listTag(listBounceBody))
-	return bySender && (bySubject || byBody) || bySubject && byBody
+	return all.has(listTag(listBounceBody))
 }
 
 // bounceSubjectCJK are words of Japanese and Chinese bounce subjects,
@@ -440,40 +445,30 @@ var commandWords = []struct{ words, cmd string }{
 	{"connection timed out", "CONN"}, {"ehlo", "EHLO"}, {"helo", "EHLO"},
 }
 
-// commandByFirst indexes commandWords by their first byte; commandFirst
-// marks those bytes in either case.
-var (
-	commandByFirst [256][]int
-	commandFirst   [256]bool
-)
-
-func init() {
+// commandByFirst indexes commandWords by their first byte.
+var commandByFirst = func() (idx [256][]int) {
 	for i, c := range commandWords {
-		b := c.words[0]
-		commandByFirst[b] = append(commandByFirst[b], i)
-		commandFirst[b] = true
-		if b >= 'a' && b <= 'z' {
-			commandFirst[b-('a'-'A')] = true
-		}
+		idx[c.words[0]] = append(idx[c.words[0]], i)
 	}
-}
+	return idx
+}()
 
 // commandIn returns the SMTP command a failure answered, as Sisimai names
 // them (CONN, EHLO, MAIL, RCPT, DATA): in a transcript the last one named
-// is the one that failed. It returns "" when the text names none.
+// is the one that failed. It returns "" when the text names none. Only
+// word starts are tried.
 func commandIn(s string) string {
 	best := ""
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !commandFirst[c] {
+		if i > 0 && isLetter(s[i-1]) {
 			continue
 		}
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}
 		for _, k := range commandByFirst[c] {
-			w := commandWords[k].words
-			if len(s)-i >= len(w) && strings.EqualFold(s[i:i+len(w)], w) {
+			if hasPrefixFold(s[i:], commandWords[k].words) {
 				best = commandWords[k].cmd
 				break
 			}

@@ -142,8 +142,3 @@ func (m *mailView) firstText() string {
 	}
 	return ""
 }
-
-// allText returns the text parts joined.
-func (m *mailView) allText() string {
-	return strings.Join(m.c.texts, "\n")
-}
