@@ -44,7 +44,7 @@ type field struct {
 // §2.1 uses RFC 822 header syntax), keeping blank lines as separators.
 // Lines that are not fields are dropped.
 func splitFields(b string) []field {
-	var out []field
+	out := make([]field, 0, strings.Count(b, "\n")+1)
 	for rest := b; rest != ""; {
 		line := rest
 		if i := strings.IndexByte(rest, '\n'); i >= 0 {

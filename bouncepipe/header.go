@@ -243,28 +243,51 @@ func isFieldString(line string) bool {
 // isFieldLine reports whether line starts "Name:" with a field name of
 // printable US-ASCII other than colon (RFC 5322 §2.2).
 func isFieldLine(line []byte) bool {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		return false
+	n := 0 // the name's length
+	for i, c := range line {
+		switch {
+		case c == ':':
+			return n > 0
+		case c == ' ' || c == '\t':
+			if n == 0 {
+				return false
+			}
+			// white space before the colon ends the name; only more
+			// white space may follow
+			for _, d := range line[i:] {
+				if d == ':' {
+					return true
+				}
+				if d != ' ' && d != '\t' {
+					return false
+				}
+			}
+			return false
+		case c < 33 || c > 126:
+			return false
+		}
+		n++
 	}
-	name := bytes.TrimRight(line[:i], " \t")
-	if len(name) == 0 {
-		return false
-	}
-	for _, c := range name {
-		if c < 33 || c > 126 {
+	return false
+}
+
+// isBlank reports whether line holds only white space.
+func isBlank(line []byte) bool {
+	for _, c := range line {
+		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
 			return false
 		}
 	}
 	return true
 }
 
-func isBlank(line []byte) bool {
-	return len(bytes.Trim(line, " \t\r\n")) == 0
-}
-
+// trimEOL drops the line ending.
 func trimEOL(b []byte) []byte {
-	return bytes.TrimRight(b, "\r\n")
+	n := len(b)
+	for n > 0 && (b[n-1] == '\n' || b[n-1] == '\r') {
+		n--
+	}
+	return b[:n]
 }
 
 // contentType returns the lower-cased media type and parameters of a
@@ -287,7 +310,7 @@ func contentType(h *Header) (string, mediaParams) {
 		rest = t[i:] + ";" + rest // a parameter without its ";"
 		t = t[:i]
 	}
-	t = asciiLower(t)
+	t = mediaTypeName(t)
 	var p mediaParams
 	if rest != "" {
 		p.boundary, _ = looseParam(rest, "boundary")
@@ -307,11 +330,26 @@ type mediaParams struct {
 	charset    string // RFC 2046 §4.1.2
 }
 
-// looseParam finds name=value in broken Content-Type parameters.
+// mediaTypes are the media types bouncepipe tells apart.
+var mediaTypes = []string{"text/plain", "text/html", "multipart/mixed", "multipart/alternative", "multipart/related",
+	"multipart/report", "message/rfc822", "message/delivery-status", "message/feedback-report", "text/rfc822-headers",
+	"message/global", "message/global-delivery-status", "message/rfc822-headers", "application/octet-stream"}
+
+// mediaTypeName returns t lower-cased, without a copy for the usual types.
+func mediaTypeName(t string) string {
+	for _, m := range mediaTypes {
+		if strings.EqualFold(t, m) {
+			return m
+		}
+	}
+	return asciiLower(t)
+}
+
+// looseParam finds name=value in Content-Type parameters, broken or not;
+// name is lower-case.
 func looseParam(s, name string) (string, bool) {
-	lower := asciiLower(s)
 	for off := 0; ; {
-		i := strings.Index(lower[off:], name)
+		i := indexFold(s[off:], name)
 		if i < 0 {
 			return "", false
 		}

@@ -193,14 +193,17 @@ func (m *multipartSource) next() (*partSource, error) {
 			}
 		}
 		m.preamble = nil
-	} else {
-		drain(m.cur)
-		if m.cur.closing || m.cur.err != nil {
-			m.ended = true
-			return nil, io.EOF
-		}
+		m.cur = &partSource{parent: m.src, dash: m.dash}
+		return m.cur, nil
 	}
-	m.cur = &partSource{parent: m.src, dash: m.dash}
+	drain(m.cur)
+	if m.cur.closing || m.cur.err != nil {
+		m.ended = true
+		return nil, io.EOF
+	}
+	// The previous part is read to its end: its source starts over on
+	// the next one.
+	*m.cur = partSource{parent: m.src, dash: m.dash, back: m.cur.back[:0]}
 	return m.cur, nil
 }
 

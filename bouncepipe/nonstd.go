@@ -162,13 +162,14 @@ func mentionWeight(before string) int {
 	if len(before) > 64 {
 		before = before[len(before)-64:] // only the last words matter
 	}
-	before = asciiLower(before)
 	b := strings.TrimRight(before, " \t<(\"'[")
 	if strings.TrimLeft(b, " \t>*-•·|:.)0123456789") == "" || isReplyLead(b) {
 		return 3 // the line starts with it: "<rcpt>:", "  rcpt", "550 <rcpt>..."
 	}
-	if strings.HasSuffix(b, "smtp=") || strings.HasSuffix(b, "smtp:") || strings.HasSuffix(b, "rfc822;") || strings.HasSuffix(b, "rfc822=") {
-		return 3 // a typed address, as X.400 gateways write "SMTP=rcpt"
+	for _, typed := range []string{"smtp=", "smtp:", "rfc822;", "rfc822="} {
+		if hasSuffixFold(b, typed) {
+			return 3 // a typed address, as X.400 gateways write "SMTP=rcpt"
+		}
 	}
 	b = strings.TrimRight(b, ":=")
 	b = strings.TrimRight(b, " \t")
@@ -176,24 +177,39 @@ func mentionWeight(before string) int {
 	if i := strings.LastIndexAny(b, " \t<(\"'[,;"); i >= 0 {
 		last = b[i+1:]
 	}
-	switch last {
-	case "from", "by":
+	if equalsAnyFold(last, "from", "by") {
 		prev := strings.TrimSpace(b[:len(b)-len(last)])
 		if i := strings.LastIndexAny(prev, " \t(\"'"); i >= 0 {
 			prev = prev[i+1:]
 		}
-		switch prev {
-		case "generated", "expanded", "forwarded", "redirected", "originally", "aliased", "alias", "rewritten":
+		if equalsAnyFold(prev, "generated", "expanded", "forwarded", "redirected", "originally", "aliased", "alias", "rewritten") {
 			return 0 // an alias the recipient was expanded from
 		}
 		return -1 // the sender: "mail from", "accepting mail from"
-	case "sender":
+	}
+	if strings.EqualFold(last, "sender") {
 		return -1
-	case "to", "rcpt", "recipient", "recipients", "address", "addressee", "mailbox", "user", "for", "account", "error-for",
-		"failed", "invalid", "unknown", "destinataire", "empfänger", "recipient(s)":
+	}
+	if equalsAnyFold(last, "to", "rcpt", "recipient", "recipients", "address", "addressee", "mailbox", "user", "for", "account",
+		"error-for", "failed", "invalid", "unknown", "destinataire", "empfänger", "recipient(s)") {
 		return 2
 	}
 	return 1
+}
+
+// equalsAnyFold reports whether s equals one of words, ignoring ASCII case.
+func equalsAnyFold(s string, words ...string) bool {
+	for _, w := range words {
+		if strings.EqualFold(s, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasSuffixFold is strings.HasSuffix ignoring ASCII case.
+func hasSuffixFold(s, suffix string) bool {
+	return len(s) >= len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
 }
 
 // isReplyLead reports whether before is only an SMTP reply code and
@@ -251,7 +267,13 @@ func (m *mailView) nonStandard() bool {
 		r.ReplyCode = findReplyCode(text)
 		r.Command = commandIn(text)
 		r.RemoteMTA = findRemoteHost(text)
-		m.addRecord(r, recordCtx{diag: scanTags(unfoldReply(text)), v: v, seg: seg})
+		x := recordCtx{v: v, seg: seg}
+		if u := unfoldReply(text); u != text {
+			x.diag = scanTags(u)
+		} else {
+			x.diag = segmentTags(v, seg) // the same words, already read
+		}
+		m.addRecord(r, x)
 	}
 	m.rep.Kind = Bounce
 	if delayed {
@@ -407,15 +429,19 @@ func isDSNFieldLine(t string) bool { return hasAnyPrefixFold(t, dsnFieldNames) }
 // isDelayReport reports whether a report says delivery is still being
 // tried rather than that it failed.
 func (m *mailView) isDelayReport() bool {
-	all := m.report().all()
-	if all.has(listTag(listDelayFailed)) {
+	head := m.reportText()
+	if len(head) > 4096 {
+		head = head[:4096] // a warning says so at its start
+	}
+	ts := scanTags(head)
+	if ts.has(listTag(listDelayFailed)) {
 		return false
 	}
 	s := strings.ToLower(m.rep.Subject)
 	if strings.Contains(s, "delay") || strings.Contains(s, "warning") && !strings.Contains(s, "fail") {
 		return true
 	}
-	return all.has(listTag(listDelay))
+	return ts.has(listTag(listDelay))
 }
 
 // trimDiagnostic collapses white space and cuts at MaxDiagnostic bytes,
