@@ -226,12 +226,12 @@ func pct(a, n int) float64 {
 // today less a small margin, so that a regression fails the test. The
 // project goals are 99 % recipient, 97 % category and 90 % reason.
 const (
-	minRecipient         = 0.0
-	minCategory          = 0.0
-	minReason            = 0.0
-	minLabelledRecipient = 0.0
-	minLabelledCategory  = 0.0
-	minLabelledReason    = 0.0
+	minRecipient         = 95.0 // reached 96.2
+	minCategory          = 91.0 // reached 92.4
+	minReason            = 84.0 // reached 85.1
+	minLabelledRecipient = 96.5 // reached 97.9
+	minLabelledCategory  = 92.5 // reached 93.8
+	minLabelledReason    = 85.0 // reached 86.3
 )
 
 func TestCorpus(t *testing.T) {
