@@ -23,6 +23,7 @@ type dsnRecipient struct {
 	diagnosticType    string // §2.3.6: "smtp", "x-unix", ...
 	diagnostic        string
 	diagnosticStatus  string // X-Postfix-... or vendor "X-...-Status"
+	statusComment     string // "(host name lookup failure)" after the status
 }
 
 func (r *dsnRecipient) empty() bool {
@@ -175,6 +176,9 @@ func (r *dsnRecipient) set(name, v string) {
 		r.action = a
 	case "status":
 		r.status = findStatus(v)
+		if i := strings.IndexByte(v, '('); i >= 0 {
+			r.statusComment = strings.Trim(v[i:], "() \t")
+		}
 	case "remote-mta":
 		r.remoteMTA = typedValue(v)
 	case "diagnostic-code":
@@ -275,12 +279,15 @@ func (m *mailView) dsnRecords() bool {
 		}
 		text := segmentText(v, seg, r.Recipient)
 		diag := d.diagnostic
+		if diag == "" && d.statusComment != "" && !isGenericComment(d.statusComment) {
+			diag = d.statusComment // RFC 3464 §2.3.4 allows a comment after the code
+		}
 		if diag == "" {
 			diag = text // the human-readable part says what the DSN does not
 		}
 		r.Diagnostic = trimDiagnostic(diag)
-		r.ReplyCode = findReplyCode(diag)
-		if s := findStatus(diag); s != "" && (r.Status == "" || isGenericStatus(r.Status) && s[0] == r.Status[0]) {
+		r.ReplyCode = failureReplyCode(diag)
+		if s := failureStatus(diag); s != "" && (r.Status == "" || isGenericStatus(r.Status) && s[0] == r.Status[0]) {
 			r.Status = s // a detail the Status field left out
 		}
 		r.Command = commandIn(diag)
@@ -306,7 +313,7 @@ func (m *mailView) dsnRecords() bool {
 		default:
 			failed = true
 		}
-		x := recordCtx{diag: scanTags(unfoldReply(diag)), v: v, seg: seg}
+		x := recordCtx{diag: scanTags(unfoldReply(diag)), v: v, seg: seg, shared: len(all) > 1}
 		if d.diagnosticType == "x-unix" {
 			r.Command = "" // a local delivery program, not an SMTP server
 			x.mailer = true
@@ -391,4 +398,13 @@ func fieldName(name string) string {
 		}
 	}
 	return asciiLower(name)
+}
+
+// isGenericComment reports whether a status comment only restates the
+// code's meaning: "(permanent failure)", "(other or undefined network or
+// routing status)", as RFC 3463 words them.
+func isGenericComment(c string) bool {
+	c = asciiLower(c)
+	return strings.Contains(c, "permanent failure") || strings.Contains(c, "temporary failure") ||
+		strings.Contains(c, "persistent transient failure") || strings.Contains(c, "other or undefined") || c == "success"
 }

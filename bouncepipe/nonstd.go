@@ -263,8 +263,8 @@ func (m *mailView) nonStandard() bool {
 		seg := segs[a]
 		text := segmentText(v, seg, a)
 		r.Diagnostic = trimDiagnostic(text)
-		r.Status = findStatus(text)
-		r.ReplyCode = findReplyCode(text)
+		r.Status = failureStatus(text)
+		r.ReplyCode = failureReplyCode(text)
 		r.Command = commandIn(text)
 		r.RemoteMTA = findRemoteHost(text)
 		x := recordCtx{v: v, seg: seg}

@@ -108,6 +108,9 @@ type recordCtx struct {
 	v      *view       // the report's text, nil if none
 	seg    []lineRange // the report lines about this recipient
 	mailer bool        // the diagnostic is a local program's (X-Unix)
+	// shared marks a report about several recipients: its whole text is
+	// not evidence about any one of them.
+	shared bool
 }
 
 // own returns the phrases of the report lines about the recipient.
@@ -120,7 +123,7 @@ func (x recordCtx) own() tagSet {
 
 // whole returns the phrases of the whole report.
 func (x recordCtx) whole() tagSet {
-	if x.v == nil {
+	if x.v == nil || x.shared {
 		return tagSet{}
 	}
 	return x.v.all()

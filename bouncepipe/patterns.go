@@ -144,7 +144,7 @@ var textRules = []textRule{
 	// A name server that failed to answer is a network problem, not a
 	// domain that does not exist.
 	earlyRule("networkerror", "name server failure|error|timeout|reply", "dns query|lookup|resolution failed|failure|error|timeout|timed",
-		"hostname|host|dns|mx lookup failure|failed|error|timeout|timed", "not found try again", "temporary dns|lookup|name failure|error",
+		"hostname|host|dns|mx lookup failure|failed|error|timeout|timed", "host name lookup failure|failed|error", "not found try again", "temporary dns|lookup|name failure|error",
 		"malformed or? unexpected? name server reply", "servfail"),
 	// The domain takes no mail at all: a null MX (RFC 7505), or no MX
 	// and no address to deliver to.

@@ -211,3 +211,47 @@ func statusReason(status string) string {
 	}
 	return r
 }
+
+// failureStatus returns the first enhanced status code of class 4 or 5 in
+// a diagnostic, else its first code: a transcript quotes the replies that
+// succeeded before the one that failed.
+func failureStatus(s string) string {
+	first := ""
+	for rest := s; rest != ""; {
+		st := findStatus(rest)
+		if st == "" {
+			break
+		}
+		if st[0] != '2' {
+			return st
+		}
+		if first == "" {
+			first = st
+		}
+		i := strings.Index(rest, st)
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len(st):]
+	}
+	return first
+}
+
+// failureReplyCode is findReplyCode preferring a failure (4xx, 5xx) to a
+// success quoted before it.
+func failureReplyCode(s string) string {
+	code := findReplyCode(s)
+	for n := 0; strings.HasPrefix(code, "2") && n < 8; n++ {
+		i := strings.Index(s, code)
+		if i < 0 {
+			break
+		}
+		s = s[i+len(code):]
+		next := findReplyCode(s)
+		if next == "" {
+			break
+		}
+		code = next
+	}
+	return code
+}
