@@ -12,7 +12,7 @@ type Envelope struct {
 	SASLUser string     // the SASL login name, "" when none
 	Sender   string     // the envelope sender as given; "" for the null sender
 	Client   netip.Addr // the SMTP client's address
-	Daemon   string     // Postfix's milter_macro_daemon_name / policy "instance" service
+	Daemon   string     // the submission service: the milter's {daemon_name} (milter_macro_daemon_name), the policy request's policy_context
 }
 
 // ScopeFor returns the first scope that e matches (by SASL login,
