@@ -21,6 +21,7 @@ package milter
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -62,10 +63,10 @@ type benchResult struct {
 
 func BenchmarkPostfix(b *testing.B) {
 	postfixlab.EnsurePackages(b, map[string]string{"opendkim": "opendkim", "smtp-source": "postfix"})
-	e := newEnv(b, envOptions{})
+	// senderkit signs with one RSA-2048 key, as OpenDKIM does here.
+	e := newEnv(b, envOptions{logLevel: slog.LevelWarn, signingTable: "*@example.com rsa\n"})
 	dir := b.TempDir()
 	msgFile := filepath.Join(dir, "msg.txt")
-	os.WriteFile(msgFile, []byte(benchMessage(2000)), 0o644)
 	odkim := startOpenDKIM(b, dir)
 	noop := startNoop(b, false)
 	noopDefault := startNoop(b, true)
@@ -78,11 +79,15 @@ func BenchmarkPostfix(b *testing.B) {
 		{"postfix+noop-gomilter-default", noopDefault},
 		{"postfix+senderkit", "inet:" + e.milterAddr},
 	}
+	configured := ""
 	for _, c := range configs {
-		e.lab.Postconf("smtpd_milters=" + c.milter)
-		e.lab.Reload()
-		runSource(b, e, msgFile, 200) // warm up the new configuration
 		b.Run(c.name, func(b *testing.B) {
+			if configured != c.name {
+				e.lab.Postconf("smtpd_milters=" + c.milter)
+				e.lab.Reload()
+				runSource(b, e, msgFile, 200) // warm up the new configuration
+				configured = c.name
+			}
 			r := runSource(b, e, msgFile, b.N)
 			b.ReportMetric(r.rate, "msgs/s")
 			b.ReportMetric(r.acceptRate, "accepted/s")
@@ -91,31 +96,45 @@ func BenchmarkPostfix(b *testing.B) {
 		})
 	}
 	alone, odk, floor, sk := results["postfix-alone"], results["postfix+opendkim"], results["postfix+noop-gomilter"], results["postfix+senderkit"]
-	if alone.rate > 0 && sk.rate > 0 {
-		b.Logf("end to end, messages/s: Postfix alone %.0f, + OpenDKIM %.0f (%.2fx), + do-nothing go-milter %.0f (%.2fx; with go-milter's default negotiation %.0f, %.2fx), + senderkit %.0f (%.2fx)",
+	if alone.rate > 0 && sk.rate > 0 && odk.rate > 0 && floor.rate > 0 {
+		fmt.Printf("end to end, messages/s: Postfix alone %.0f, + OpenDKIM %.0f (%.2fx), + do-nothing go-milter %.0f (%.2fx; with go-milter's default negotiation %.0f, %.2fx), + senderkit %.0f (%.2fx)\n",
 			alone.rate, odk.rate, odk.rate/alone.rate, floor.rate, floor.rate/alone.rate,
 			results["postfix+noop-gomilter-default"].rate, results["postfix+noop-gomilter-default"].rate/alone.rate, sk.rate, sk.rate/alone.rate)
-		b.Logf("senderkit / OpenDKIM = %.2f (goal >= 2), senderkit / do-nothing go-milter = %.2f (goal >= 0.9)", sk.rate/odk.rate, sk.rate/floor.rate)
-		b.Logf("accepted by Postfix, messages/s: alone %.0f, OpenDKIM %.0f, do-nothing %.0f, senderkit %.0f",
+		fmt.Printf("senderkit / OpenDKIM = %.2f (goal >= 2), senderkit / do-nothing go-milter = %.2f (goal >= 0.9)\n", sk.rate/odk.rate, sk.rate/floor.rate)
+		fmt.Printf("accepted by Postfix, messages/s: alone %.0f, OpenDKIM %.0f, do-nothing %.0f, senderkit %.0f\n",
 			alone.acceptRate, odk.acceptRate, floor.acceptRate, sk.acceptRate)
 	}
 
 	// Memory: the live heap (after a GC) while benchSessions messages are
-	// in the milter at once, per message.
-	e.lab.Postconf("smtpd_milters=inet:" + e.milterAddr)
+	// in the milter at once, per message. Deliveries wait meanwhile (the
+	// relay refuses connections): the sink, in this process too, would
+	// hold what it receives.
+	e.lab.Postconf("smtpd_milters=inet:"+e.milterAddr, "relayhost=[127.0.0.1]:9")
 	e.lab.Reload()
 	for _, size := range []int{2000, 200 << 10} {
-		f := filepath.Join(dir, fmt.Sprintf("msg-%d.txt", size))
-		os.WriteFile(f, []byte(benchMessage(size)), 0o644)
-		per := liveHeapPerMessage(b, e, f, 400)
-		b.Logf("senderkit, %d-byte messages, %d at once: %.1f KB of live heap per message in progress", size, benchSessions, per/1024)
+		newMessage(msgFile, size)
+		per := liveHeapPerMessage(b, e, msgFile, 400)
+		fmt.Printf("senderkit, %d-byte messages, %d at once: %.1f KB of live heap per message in progress\n", size, benchSessions, per/1024)
 	}
 }
 
-// runSource sends n messages with smtp-source and waits for them at the
-// sink.
+// runs makes each run's message new: smtp-source numbers its recipients
+// from 1 again, and the same message for the same recipient again would
+// be a retry, which senderkit discards.
+var runs int
+
+// newMessage writes a message of about size bytes to file, unlike the
+// ones before.
+func newMessage(file string, size int) {
+	runs++
+	os.WriteFile(file, []byte(fmt.Sprintf("X-Run: %d\n", runs)+benchMessage(size)), 0o644)
+}
+
+// runSource sends n messages of 2 KB with smtp-source and waits for them
+// at the sink.
 func runSource(tb testing.TB, e *env, msgFile string, n int) benchResult {
 	tb.Helper()
+	newMessage(msgFile, 2000)
 	e.lab.Sink.Reset()
 	start := time.Now()
 	cmd := exec.Command("/usr/sbin/smtp-source", "-s", strconv.Itoa(benchSessions), "-m", strconv.Itoa(n), "-N",
@@ -141,7 +160,6 @@ func liveHeapPerMessage(tb testing.TB, e *env, msgFile string, n int) float64 {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapAlloc
 	}
-	e.lab.Sink.Reset()
 	base := live()
 	var peak uint64
 	stop := make(chan struct{})
@@ -164,12 +182,7 @@ func liveHeapPerMessage(tb testing.TB, e *env, msgFile string, n int) float64 {
 	if err != nil {
 		tb.Fatalf("smtp-source: %v\n%s", err, out)
 	}
-	// The sink, in this process, holds what it received: subtract it.
-	var held int
-	for _, m := range e.lab.Sink.Messages() {
-		held += cap(m.Data)
-	}
-	return (float64(peak) - float64(base) - float64(held)) / benchSessions
+	return (float64(peak) - float64(base)) / benchSessions
 }
 
 // startOpenDKIM runs OpenDKIM signing every message from example.com with

@@ -61,6 +61,8 @@ type envOptions struct {
 	signingTable string
 	// lab adds to the lab's options.
 	lab postfixlab.Options
+	// logLevel is the milter log's level; default info.
+	logLevel slog.Level
 }
 
 const defaultScopes = `
@@ -158,7 +160,7 @@ base_url = "https://unsub.example.net/u/"
 	e.srv = New(Options{
 		State: func() State { return State{Config: e.cfg, Tokens: e.keys, DKIM: e.signing} },
 		Store: e.st,
-		Log:   slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log:   slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: o.logLevel})),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

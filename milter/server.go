@@ -117,7 +117,7 @@ func (l bufferedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return bufferedConn{c, bufio.NewReaderSize(c, 64<<10)}, nil
+	return bufferedConn{c, bufio.NewReaderSize(c, 8<<10)}, nil
 }
 
 type bufferedConn struct {

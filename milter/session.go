@@ -66,6 +66,10 @@ func (c *session) Connect(host, family string, port uint16, addr string, m gomil
 	if n := m.Get(gomilter.MacroClientName); n != "" {
 		c.clientName = n
 	}
+	// For mail from sendmail(1) and pickup(8), cleanup(8) makes up a
+	// connection from localhost, port 0 (non_smtpd_milters).
+	c.local = port == 0 && c.client.IsLoopback()
+	c.s.log.Debug("milter connection", "client", c.clientName, "addr", addr, "port", port, "daemon", c.daemon, "local", c.local)
 	return gomilter.RespContinue, nil
 }
 
@@ -77,9 +81,6 @@ func (c *session) Helo(name string, m gomilter.Modifier) (*gomilter.Response, er
 func (c *session) MailFrom(from, esmtpArgs string, m gomilter.Modifier) (*gomilter.Response, error) {
 	c.reset()
 	c.tx = &tx{st: c.s.state(), sender: from, mailArgs: esmtpArgs, authUser: m.Get(gomilter.MacroAuthAuthen)}
-	// Postfix's cleanup(8) makes up this connection for mail from
-	// sendmail(1) and pickup(8).
-	c.local = c.helo == "" && c.client.IsLoopback()
 	return gomilter.RespContinue, nil
 }
 
