@@ -5,23 +5,78 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/senderkit/senderkit/internal/report"
 	"github.com/senderkit/senderkit/internal/store"
 )
 
-const reportUsage = "throttle [-c FILE] | (sender reports arrive with issue #7)"
+const reportUsage = `[-since DATE|AGE] [-until DATE] [-format table|csv|json] [-section days|reasons|problems]
+       senderkit report throttle
+
+The sender report covers the mail SENT in the period (default: the last 7
+days, UTC), per scope, stream and send day: sent, delivered, deferred,
+bounced hard and soft, sender problems, complaints, unsubscribes, and the
+complaint rate against delivered mail of that day (RFC 6449 4.3.2),
+flagged above 0.1% and 0.3%; then the top bounce reasons and the sender
+problems per destination. CSV holds one section at a time (-section).`
 
 func (c *cli) report(args []string) int {
 	if len(args) > 0 && args[0] == "throttle" {
 		return c.reportThrottle(args[1:])
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintf(c.stderr, "usage: senderkit report %s\n", reportUsage)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
+	fs := c.newFlags("report", reportUsage)
+	var s suppressCmd
+	s.cf.register(fs)
+	since := fs.String("since", "7d", "first send day: a date (2026-11-01) or an age (7d)")
+	until := fs.String("until", "", "day after the last send day, a date; default: tomorrow")
+	format := fs.String("format", "table", "table, csv or json")
+	section := fs.String("section", report.SectionDays, "with -format csv: days, reasons or problems")
+	pos, code, ok := parseOrUsage(fs, args)
+	if !ok {
+		return code
 	}
-	return c.notYet("report "+args[0], "issue #7 (sender reports)", exitFailure)
+	if len(pos) > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	from, err := parseSince(*since)
+	if err != nil {
+		return c.errorf(exitUsage, "report", "%v", err)
+	}
+	from = from.UTC().Truncate(24 * time.Hour)
+	to := now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	if *until != "" {
+		if to, err = time.Parse("2006-01-02", *until); err != nil {
+			return c.errorf(exitUsage, "report", "-until %q: want a date such as 2026-11-08", *until)
+		}
+	}
+	if !to.After(from) {
+		return c.errorf(exitUsage, "report", "-until %s is not after -since %s", to.Format("2006-01-02"), from.Format("2006-01-02"))
+	}
+	switch *format {
+	case "table", "csv", "json":
+	default:
+		return c.errorf(exitUsage, "report", "-format %q: want table, csv or json", *format)
+	}
+	if err := s.open(c); err != nil {
+		return c.errorf(exitFailure, "report", "%v", err)
+	}
+	defer s.close()
+	r, err := report.Build(s.ctx, s.store, from, to)
+	if err != nil {
+		return c.errorf(exitFailure, "report", "%v", err)
+	}
+	switch *format {
+	case "csv":
+		err = r.WriteCSV(c.stdout, *section)
+	case "json":
+		err = r.WriteJSON(c.stdout)
+	default:
+		err = r.WriteTable(c.stdout)
+	}
+	if err != nil {
+		return c.errorf(exitFailure, "report", "%v", err)
+	}
+	return exitOK
 }
 
 // reportThrottle shows the destinations the policy server throttles and
