@@ -42,6 +42,17 @@ type Options struct {
 	// SinkHandler is the initial RCPT handler of the lab's Sink.
 	SinkHandler RcptHandler
 
+	// Base, if set, is a Postfix configuration directory (main.cf and
+	// master.cf) to run instead of the lab's own: an administrator's
+	// configuration, to test what is added to it. The lab changes only
+	// where it must differ to run here: the queue, data and log
+	// locations, loopback addresses and ports (the "smtp inet" service
+	// listens on the lab's port), the Sink as relayhost with no DNS, no
+	// chroot (which would need copies of /etc in the queue), no local
+	// delivery, and the fast retry timers; Main still overrides. Every
+	// other setting, service and restriction of Base is kept.
+	Base string
+
 	// pickPort, if set, replaces freePort for the smtpd address (tests).
 	pickPort func() (string, error)
 }
@@ -254,6 +265,57 @@ func (c config) mainCF() (string, error) {
 		fmt.Fprintf(&b, "%s = %s\n", p.name, p.value)
 	}
 	return b.String(), nil
+}
+
+// placeParams are the main.cf parameters a Base configuration gets from
+// the lab: where things are, not what Postfix does with mail.
+var placeParams = map[string]bool{
+	"compatibility_level": false, "queue_directory": true, "data_directory": true, "mail_owner": true,
+	"setgid_group": true, "myhostname": true, "mydestination": true, "local_recipient_maps": true,
+	"local_transport": true, "alias_maps": true, "alias_database": true, "inet_interfaces": true,
+	"inet_protocols": true, "relayhost": true, "smtp_dns_support_level": true,
+	"smtp_tls_security_level": true, "maillog_file": true, "maillog_file_prefixes": true,
+	"queue_run_delay": true, "minimal_backoff_time": true, "maximal_backoff_time": true,
+	"delay_warning_time": true, "smtp_connect_timeout": true, "smtpd_error_sleep_time": true,
+	"in_flow_delay": true, "biff": true,
+}
+
+// baseParams returns the lab's settings for a Base configuration.
+func (c config) baseParams() []string {
+	var out []string
+	all, _ := c.withoutOptions().mainParams()
+	for _, p := range all {
+		if placeParams[p.name] {
+			out = append(out, p.name+"="+p.value)
+		}
+	}
+	for _, k := range sortedKeys(c.opts.Main) {
+		out = append(out, k+"="+c.opts.Main[k])
+	}
+	return out
+}
+
+// withoutOptions is c without the options that write main.cf settings
+// (a Base configuration has its own).
+func (c config) withoutOptions() config {
+	c.opts = Options{}
+	return c
+}
+
+// mainParams is mainCF's parameter list.
+func (c config) mainParams() ([]param, error) {
+	text, err := c.mainCF()
+	if err != nil {
+		return nil, err
+	}
+	var ps []param
+	for _, line := range strings.Split(text, "\n") {
+		name, value, ok := strings.Cut(line, " = ")
+		if ok && !strings.HasPrefix(name, "#") {
+			ps = append(ps, param{name, value})
+		}
+	}
+	return ps, nil
 }
 
 // masterServices are the services of the lab's master.cf after smtpd.

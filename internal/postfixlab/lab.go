@@ -171,6 +171,12 @@ func (l *Lab) start(opts Options) error {
 	}
 	l.SMTPAddr = addr
 	c := config{dir: l.Dir, smtpAddr: addr, sinkAddr: l.Sink.Addr, opts: opts}
+	if opts.Base != "" {
+		if err := l.fromBase(c); err != nil {
+			return err
+		}
+		return l.startPostfix(addr, "(from "+opts.Base+")", "")
+	}
 	mainCF, err := c.mainCF()
 	if err != nil {
 		return err
@@ -184,6 +190,63 @@ func (l *Lab) start(opts Options) error {
 			return err
 		}
 	}
+	return l.startPostfix(addr, mainCF, masterCF)
+}
+
+// fromBase writes the lab's configuration from c.opts.Base: its files,
+// with the lab's own locations and addresses.
+func (l *Lab) fromBase(c config) error {
+	etc := filepath.Join(l.Dir, "etc")
+	for _, f := range []string{"main.cf", "master.cf"} {
+		b, err := os.ReadFile(filepath.Join(c.opts.Base, f))
+		if err != nil {
+			return err
+		}
+		if err := writeConfig(filepath.Join(etc, f), string(b)); err != nil {
+			return err
+		}
+	}
+	if _, err := l.run("postconf", append([]string{"-c", etc, "-e"}, c.baseParams()...)...); err != nil {
+		return err
+	}
+	// The public smtp service listens on the lab's port, nothing
+	// chroots, and postlog serves maillog_file.
+	master, err := os.ReadFile(filepath.Join(etc, "master.cf"))
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(master), "\n")
+	found := false
+	for i, line := range lines {
+		f := strings.Fields(line)
+		if len(f) > 1 && f[0] == "smtp" && f[1] == "inet" {
+			lines[i] = c.smtpAddr + strings.TrimPrefix(line, "smtp")
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("%s/master.cf has no \"smtp inet\" service to run on %s", c.opts.Base, c.smtpAddr)
+	}
+	if !strings.Contains(string(master), "postlogd") {
+		lines = append(lines, "postlog    unix-dgram n - n - 1 postlogd")
+	}
+	if err := writeConfig(filepath.Join(etc, "master.cf"), strings.Join(lines, "\n")); err != nil {
+		return err
+	}
+	if _, err := l.run("postconf", "-c", etc, "-F", "*/*/chroot = n"); err != nil {
+		return err
+	}
+	for _, f := range []string{"main.cf", "master.cf"} {
+		if err := backdate(filepath.Join(etc, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startPostfix checks and starts the lab's Postfix and waits until its
+// smtpd answers; mainCF and masterCF are quoted in errors.
+func (l *Lab) startPostfix(addr, mainCF, masterCF string) error {
 	out, err := l.postfix("check")
 	if err != nil {
 		return fmt.Errorf("%v\nmain.cf:\n%s\nmaster.cf:\n%s", err, mainCF, masterCF)
