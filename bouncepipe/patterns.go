@@ -184,7 +184,8 @@ var textRules = []textRule{
 	rule("mailererror", "xunix", "mailer error|failure", "pipe to", "command died|failed", "exit code|status", "exited with",
 		"procmail", "program exited|failed", "unknown mailer", "mailer program"),
 	rule("syntaxerror", "syntax error", "command unrecognized", "command not recognized", "unrecognized command", "bad sequence of commands",
-		"invalid command", "command not implemented", "line too long", "improper sequence", "sequence of commands"),
+		"invalid command", "command not implemented", "line too long", "improper sequence", "sequence of commands",
+		"malformed address", "incorrectly constructed", "syntactically invalid"),
 	// Postfix's "Recipient address rejected" says only that the address
 	// was refused; the status code, when it names something, says why.
 	weakRule("userunknown", "recipient address? rejected", "address rejected", "rejected recipient|address"),

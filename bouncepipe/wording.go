@@ -30,6 +30,7 @@ var otherLists = [numLists][]string{
 		"nicht zustellbar", "non recapitabile", "non remis", "non distribuable", "onbestelbaar", "no se puede entregar", "no entregado",
 		"failed delivery", "permanent error", "mail error", "error sending", "mail failed", "returning ~ to sender", "delivery warning",
 		"user unknown", "unknown user", "no such user", "mailbox full", "mailbox is full", "over quota", "rejected",
+		"mail failure", "malformed recipient|address",
 	},
 	listBounceFrom: {
 		"mailer daemon", "mailerdaemon", "postmaster", "mail delivery system|subsystem|service", "mail administrator",
@@ -48,7 +49,7 @@ var otherLists = [numLists][]string{
 		"unknown user", "no such user|mailbox|recipient|address", "mailbox is? full|unavailable", "transcript of session",
 		"rcpt to", "remote host|server said|replied", "remote mail server said", "nicht zugestellt", "unzustellbar",
 		"no pudo ser entregado", "n'a pas pu", "non è stato", "niet bezorgd", "failed addresses", "no valid recipients", "postponed",
-		"full mailbox",
+		"full mailbox", "incorrectly constructed", "malformed address",
 	},
 	listDelay: {
 		"has not yet been delivered", "not been delivered yet", "will continue|keep to? try|trying|attempt|attempting",
