@@ -63,6 +63,8 @@ type envOptions struct {
 	lab postfixlab.Options
 	// logLevel is the milter log's level; default info.
 	logLevel slog.Level
+	// synchronous is the store's; default full.
+	synchronous string
 }
 
 const defaultScopes = `
@@ -154,7 +156,7 @@ base_url = "https://unsub.example.net/u/"
 		Dir: e.dir, Multiple: true, ProviderKeys: e.cfg.Milter.ProviderKeys}); err != nil {
 		t.Fatal(err)
 	}
-	if e.st, err = sqlitestore.Open(context.Background(), filepath.Join(e.dir, "senderkit.db"), sqlitestore.Options{BusyTimeout: 300 * time.Millisecond}); err != nil {
+	if e.st, err = sqlitestore.Open(context.Background(), filepath.Join(e.dir, "senderkit.db"), sqlitestore.Options{BusyTimeout: 300 * time.Millisecond, Synchronous: o.synchronous}); err != nil {
 		t.Fatal(err)
 	}
 	e.srv = New(Options{

@@ -17,9 +17,8 @@ const maxBatch = 256
 // with SQLite's synchronous=full each commit costs an fsync (1-3 ms on
 // the disks we measured): one transaction per message would make the
 // disk's fsync rate the milter's ceiling. Instead, one goroutine writes:
-// it takes every request that arrived while the previous commit ran
-// (waiting a little for more when the last commit was shared), records
-// them all in one transaction (store.AddSends) and then answers each.
+// it takes every request that arrived while the previous commit ran,
+// records them all in one transaction (store.AddSends) and then answers each.
 // Nothing is answered before its row is committed, so durability is
 // unchanged; only the fsyncs are shared.
 type sendLog struct {
@@ -65,7 +64,6 @@ func (l *sendLog) add(ctx context.Context, s store.Send, window time.Duration) (
 
 // run writes until ctx ends.
 func (l *sendLog) run(ctx context.Context) {
-	lastBatch, lastCommit := 0, time.Duration(0)
 	for {
 		var first *sendReq
 		select {
@@ -74,33 +72,16 @@ func (l *sendLog) run(ctx context.Context) {
 		case first = <-l.reqs:
 		}
 		batch := []*sendReq{first}
-		// When the last commit was shared, more messages are likely on
-		// their way: wait for them a fraction of a commit's time.
-		var linger <-chan time.Time
-		if lastBatch > 1 {
-			linger = time.After(min(lastCommit/4, 2*time.Millisecond))
-		}
+	more:
 		for len(batch) < maxBatch {
-			var r *sendReq
-			if linger == nil {
-				select {
-				case r = <-l.reqs:
-				default:
-				}
-			} else {
-				select {
-				case r = <-l.reqs:
-				case <-linger:
-				}
+			select {
+			case r := <-l.reqs:
+				batch = append(batch, r)
+			default:
+				break more
 			}
-			if r == nil {
-				break
-			}
-			batch = append(batch, r)
 		}
-		start := time.Now()
 		l.write(batch)
-		lastBatch, lastCommit = len(batch), time.Since(start)
 	}
 }
 
