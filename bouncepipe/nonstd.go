@@ -265,6 +265,15 @@ func (m *mailView) nonStandard() bool {
 		r.Diagnostic = trimDiagnostic(text)
 		r.Status = failureStatus(text)
 		r.ReplyCode = failureReplyCode(text)
+		if r.Status == "" && r.ReplyCode == "" && len(rcpts) == 1 {
+			// The report's one reply may come before the recipient
+			// it names ("Could not be delivered because of 550 5.1.1
+			// User unknown. The following recipients were affected:").
+			all := m.reportText()
+			if st := failureStatus(all); st != "" && st[0] != '2' {
+				r.Status, r.ReplyCode = st, failureReplyCode(all)
+			}
+		}
 		r.Command = commandIn(text)
 		r.RemoteMTA = findRemoteHost(text)
 		x := recordCtx{v: v, seg: seg}

@@ -18,6 +18,9 @@ type textRule struct {
 	// weak marks wording too vague to stand against a precise status
 	// code: it is read only when the code names nothing.
 	weak bool
+	// directory marks the words a recipient's own mail system writes
+	// when its directory has no such address.
+	directory bool
 }
 
 func rule(reason string, phrases ...string) textRule {
@@ -26,6 +29,10 @@ func rule(reason string, phrases ...string) textRule {
 
 func earlyRule(reason string, phrases ...string) textRule {
 	return textRule{reason: reason, phrases: phrases, early: true}
+}
+
+func directoryRule(reason string, phrases ...string) textRule {
+	return textRule{reason: reason, phrases: phrases, early: true, directory: true}
 }
 
 func weakRule(reason string, phrases ...string) textRule {
@@ -123,6 +130,16 @@ var textRules = []textRule{
 		"envelope sender|from ~ rejected|refused|invalid|denied|not", "null sender", "return path ~ rejected|refused|invalid|denied", "sender is? not|unknown",
 		"not accepting|accept mail from this|your sender|address|domain", "your email? address has|is been? blocked|banned|rejected",
 		"permission to post", "not allowed|authorized|authorised|permitted to post", "only members|subscribers can|may post", "non member", "nonmember"),
+	// The recipient's own mail system saying, in its own words, that its
+	// directory has no such recipient: Exchange and X.400 gateways ("The
+	// recipient name is not recognized"), Lotus Domino and Notes ("not
+	// listed in Domino Directory", "... in public Name & Address Book"),
+	// Gmail ("Address not found"), IMail ("Invalid final delivery
+	// userid"). Such a report needs no X.1.x code or RCPT TO reply behind
+	// it to be about the address (see refine).
+	directoryRule("userunknown",
+		"recipient name is not recognized|recognised", "not listed in ~ directory|book", "invalid final delivery userid",
+		"address couldn't|could not be found", "address not found", "check if address is correct", "no valid recipients for"),
 	rule("userunknown",
 		"user unknown", "userunknown", "unknown local? user|recipient|mailbox|address|alias|account|email",
 		"recipient|address|user|mailbox|account name? is? unknown",

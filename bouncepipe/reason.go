@@ -54,18 +54,18 @@ func findReason(r *Record, x recordCtx) string {
 			continue
 		}
 		if x.diag.has(i) {
-			return refine(tr.reason, r)
+			return refine(tr.reason, r, x)
 		}
 		if precise && byStatus == tr.reason && !tr.early {
-			return refine(byStatus, r)
+			return refine(byStatus, r, x)
 		}
 	}
 	if precise {
-		return refine(byStatus, r)
+		return refine(byStatus, r, x)
 	}
 	for i, tr := range textRules {
 		if tr.weak && x.diag.has(i) {
-			return refine(tr.reason, r)
+			return refine(tr.reason, r, x)
 		}
 	}
 	if groupPost(r) {
@@ -76,7 +76,7 @@ func findReason(r *Record, x recordCtx) string {
 		ts := get()
 		for i, tr := range textRules {
 			if ts.has(i) {
-				return refine(tr.reason, r)
+				return refine(tr.reason, r, x)
 			}
 		}
 	}
@@ -105,7 +105,7 @@ var mailerReasons = map[string]bool{"mailboxfull": true, "systemfull": true, "me
 
 // refine settles a reason the text gave against the SMTP command the
 // failure answered and the status code.
-func refine(byText string, r *Record) string {
+func refine(byText string, r *Record, x recordCtx) string {
 	switch r.Command {
 	case "MAIL":
 		switch byText {
@@ -136,19 +136,44 @@ func refine(byText string, r *Record) string {
 		switch {
 		case addressStatus(r.Status) || r.Command == "RCPT":
 			return "userunknown"
-		case r.ReplyCode == "" && r.Command == "":
-			// No remote reply quoted: the recipient's own system
-			// reports that its directory has no such user.
+		case x.directory():
+			// The recipient's own system says so in its own words.
 			return "userunknown"
 		}
-		// A relayed "user unknown" with neither an X.1.x code nor the
-		// reply to RCPT TO behind it may as well come from a content
-		// filter that answers so after DATA. Too weak to suppress the
-		// address at once; repeated, it still does as a soft bounce.
+		// A "user unknown" with neither an X.1.x code nor the reply to
+		// RCPT TO behind it may as well come from a content filter that
+		// answers so after DATA, or from a relay that lost the remote's
+		// reply. Too weak to suppress the address at once; repeated, it
+		// still does as a soft bounce.
 		return "filtered"
 	}
 	return byText
 }
+
+// directory reports whether the report says, in the words of the
+// recipient's own mail system, that its directory has no such address.
+func (x recordCtx) directory() bool {
+	i := directoryIndex
+	if x.diag.has(i) {
+		return true
+	}
+	own := x.own()
+	if own.has(i) {
+		return true
+	}
+	whole := x.whole()
+	return whole.has(i)
+}
+
+// directoryIndex is the index of the directory wording rule.
+var directoryIndex = func() int {
+	for i, tr := range textRules {
+		if tr.directory {
+			return i
+		}
+	}
+	panic("bouncepipe: no directory rule")
+}()
 
 // addressStatus reports whether an enhanced status code is about the
 // destination address: subject 1 (RFC 3463 §3.2), other than the codes
