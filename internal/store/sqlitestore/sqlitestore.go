@@ -406,10 +406,12 @@ func (d *DB) AddSend(ctx context.Context, s store.Send) error {
 }
 
 // addSendSQL inserts a send unless the key ?8 (when not empty) was
-// recorded for the same recipient at or after ?9.
+// recorded for the same recipient at or after ?9. (The "!= ''" lets
+// SQLite use the partial index on message_key: it cannot tell that a
+// parameter is not empty.)
 const addSendSQL = `INSERT INTO sends (id, scope_id, stream_id, recipient, queue_id, at, message_key)
 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-WHERE ?8 = '' OR NOT EXISTS (SELECT 1 FROM sends WHERE message_key = ?8 AND recipient = ?4 AND at >= ?9)`
+WHERE ?8 = '' OR NOT EXISTS (SELECT 1 FROM sends WHERE message_key = ?8 AND message_key != '' AND recipient = ?4 AND at >= ?9)`
 
 // AddSends implements store.Store.
 func (d *DB) AddSends(ctx context.Context, sends []store.Send, window time.Duration) ([]bool, error) {
@@ -468,7 +470,7 @@ func (d *DB) SendsByMessageKey(ctx context.Context, key string, since time.Time)
 	if key == "" {
 		return nil, nil
 	}
-	return d.querySends(ctx, "message key "+key, "SELECT "+sendCols+" WHERE s.message_key = ? AND s.at >= ? ORDER BY s.id", key, since.Unix())
+	return d.querySends(ctx, "message key "+key, sendsByKeySQL, key, since.Unix())
 }
 
 func isConstraint(err error) bool {
@@ -487,6 +489,14 @@ func wrap(op string, err error) error {
 
 const sendCols = `s.id, sc.name, st.name, s.recipient, s.queue_id, s.at, s.message_key
 FROM sends s JOIN names sc ON sc.id = s.scope_id JOIN names st ON st.id = s.stream_id`
+
+// The sends of a queue ID, and of a message key since a time. "!= ''"
+// lets SQLite use the partial indexes, which leave out empty values: it
+// cannot tell by itself that a parameter is not empty.
+const (
+	sendsByQueueIDSQL = "SELECT " + sendCols + " WHERE s.queue_id = ? AND s.queue_id != '' ORDER BY s.id"
+	sendsByKeySQL     = "SELECT " + sendCols + " WHERE s.message_key = ? AND s.message_key != '' AND s.at >= ? ORDER BY s.id"
+)
 
 func scanSend(row interface{ Scan(...any) error }) (store.Send, error) {
 	var s store.Send
@@ -510,7 +520,10 @@ func (d *DB) Send(ctx context.Context, id uint64) (store.Send, error) {
 
 // SendsByQueueID implements store.Store.
 func (d *DB) SendsByQueueID(ctx context.Context, qid string) ([]store.Send, error) {
-	return d.querySends(ctx, "queue id "+qid, "SELECT "+sendCols+" WHERE s.queue_id = ? ORDER BY s.id", qid)
+	if qid == "" {
+		return nil, nil
+	}
+	return d.querySends(ctx, "queue id "+qid, sendsByQueueIDSQL, qid)
 }
 
 // querySends reads the sends a query selects; what names them in errors.

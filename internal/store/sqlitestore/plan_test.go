@@ -1,0 +1,48 @@
+package sqlitestore
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The send lookups on the milter's and the log follower's paths use
+// their indexes: a scan would cost a read of every send ever made. (The
+// partial indexes are only used when the query says the value is not
+// empty.)
+func TestSendLookupsUseIndexes(t *testing.T) {
+	d, err := Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, c := range []struct {
+		sql   string
+		args  []any
+		index string
+	}{
+		{addSendSQL[strings.Index(addSendSQL, "SELECT 1"):strings.LastIndex(addSendSQL, ")")], []any{1, 2, 3, 4, 5, 6, 7, "k", 9}, "sends_message_key"},
+		{sendsByQueueIDSQL, []any{"4ABC"}, "sends_queue_id"},
+		{sendsByKeySQL, []any{"k", 0}, "sends_message_key"},
+	} {
+		rows, err := d.r.Query("EXPLAIN QUERY PLAN "+c.sql, c.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", c.sql, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		p := strings.Join(plan, "; ")
+		if !strings.Contains(p, "USING COVERING INDEX "+c.index) && !strings.Contains(p, "USING INDEX "+c.index) {
+			t.Errorf("%s\nplan: %s\nwant it to use %s", c.sql, p, c.index)
+		}
+	}
+}
