@@ -406,7 +406,7 @@ func (d *DB) AddSend(ctx context.Context, s store.Send) error {
 }
 
 // addSendSQL inserts a send unless the key ?8 (when not empty) was
-// recorded for the same recipient at or after ?9. (The "!= ''" lets
+// recorded for the same recipient at or after ?9. (The "!= ”" lets
 // SQLite use the partial index on message_key: it cannot tell that a
 // parameter is not empty.)
 const addSendSQL = `INSERT INTO sends (id, scope_id, stream_id, recipient, queue_id, at, message_key)
@@ -490,7 +490,7 @@ func wrap(op string, err error) error {
 const sendCols = `s.id, sc.name, st.name, s.recipient, s.queue_id, s.at, s.message_key
 FROM sends s JOIN names sc ON sc.id = s.scope_id JOIN names st ON st.id = s.stream_id`
 
-// The sends of a queue ID, and of a message key since a time. "!= ''"
+// The sends of a queue ID, and of a message key since a time. "!= ”"
 // lets SQLite use the partial indexes, which leave out empty values: it
 // cannot tell by itself that a parameter is not empty.
 const (
