@@ -406,9 +406,9 @@ func (d *DB) AddSend(ctx context.Context, s store.Send) error {
 }
 
 // addSendSQL inserts a send unless the key ?8 (when not empty) was
-// recorded for the same recipient at or after ?9. (The "!= ”" lets
-// SQLite use the partial index on message_key: it cannot tell that a
-// parameter is not empty.)
+// recorded for the same recipient at or after ?9. (The test that
+// message_key is not empty lets SQLite use the partial index on it: it
+// cannot tell that a parameter is not empty.)
 const addSendSQL = `INSERT INTO sends (id, scope_id, stream_id, recipient, queue_id, at, message_key)
 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
 WHERE ?8 = '' OR NOT EXISTS (SELECT 1 FROM sends WHERE message_key = ?8 AND message_key != '' AND recipient = ?4 AND at >= ?9)`
@@ -490,9 +490,9 @@ func wrap(op string, err error) error {
 const sendCols = `s.id, sc.name, st.name, s.recipient, s.queue_id, s.at, s.message_key
 FROM sends s JOIN names sc ON sc.id = s.scope_id JOIN names st ON st.id = s.stream_id`
 
-// The sends of a queue ID, and of a message key since a time. "!= ”"
-// lets SQLite use the partial indexes, which leave out empty values: it
-// cannot tell by itself that a parameter is not empty.
+// The sends of a queue ID, and of a message key since a time. The tests
+// that the value is not empty let SQLite use the partial indexes, which
+// leave out empty values: it cannot tell that a parameter is not empty.
 const (
 	sendsByQueueIDSQL = "SELECT " + sendCols + " WHERE s.queue_id = ? AND s.queue_id != '' ORDER BY s.id"
 	sendsByKeySQL     = "SELECT " + sendCols + " WHERE s.message_key = ? AND s.message_key != '' AND s.at >= ? ORDER BY s.id"
