@@ -115,7 +115,7 @@ func cleanAddress(s string) string {
 	if at <= 0 || at == len(s)-1 || strings.ContainsAny(s, " \t\r\n") {
 		return ""
 	}
-	local := strings.Trim(s[:at], ".")
+	local := strings.TrimLeft(s[:at], ".") // dots at the end stay: "user...@" may be redacted, and is not user@
 	if len(local) > 2 && local[0] == '"' && local[len(local)-1] == '"' && !strings.ContainsAny(local[1:len(local)-1], "\"\\@") {
 		local = local[1 : len(local)-1] // "user"@ is user@ (RFC 5321 §4.1.2)
 	}

@@ -41,6 +41,10 @@ func (m *mailView) autoReply() bool {
 		kind = "vacation"
 	case h.Get("X-Auto-Response-Suppress") != "" && body.has(listTag(listAutoBody)) && !isReplySubject(m.rep.Subject):
 		kind = "vacation"
+	case strings.TrimSpace(h.Get("Return-Path")) == "<>" && body.has(listTag(listAutoBody)) && !isReplySubject(m.rep.Subject):
+		// RFC 3834 §3.3: a responder sends its reply with a null
+		// return path; a person's mail does not come so.
+		kind = "vacation"
 	}
 	if kind == "" {
 		return false

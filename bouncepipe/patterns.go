@@ -145,16 +145,16 @@ var textRules = []textRule{
 		"recipient|address|user|mailbox|account name? is? unknown",
 		"no such user|mailbox|recipient|person|address|account", "no such local user",
 		"user|mailbox|recipient|address|account|email|addressee|destination ~ does|dose|did not exist*", "user|mailbox|recipient|address|account|email|addressee|destination ~ doesn't|not exist*",
-		"user|mailbox|recipient|address|account|addressee ~ not found|known|listed|present|recognized|recognised|valid|available|accepted",
+		"user|mailbox|recipient|address|account|addressee ~ not found|known|listed|present|recognized|recognised|valid|accepted",
 		"invalid|bad|unknown|illegal|nonexistent|nonexisting|undeliverable|inactive recipient|mailbox|user|address|email|account|destination|alias",
 		"non existent user|recipient|mailbox|address|account", "not a valid|known|local user|mailbox|recipient|address",
-		"recipient|user|mailbox|address is? invalid|unavailable", "recipient|user|mailbox|address is? not valid",
+		"recipient|user|mailbox|address is? invalid", "recipient|user|mailbox|address is? not valid",
 		"no mailbox|account|user|one here? by that name", "no mailbox|account|user|one at this address", "no mail box here? by that name",
-		"no mailbox|mail box here|found|available", "mailbox|mail box unavailable|invalid|inactive", "mailbox not found",
+		"no mailbox|mail box here|found|available", "mailbox|mail box invalid|inactive", "mailbox not found",
 		"unknown or invalid|illegal", "recipient address rejected access denied", "please check if address is correct",
 		"couldn't|could not be found", "was not found", "recipnotfound", "recipientnotfound", "not listed in", "invalid final delivery",
 		"no valid recipients", "doesn't have a|an ~ account", "bad destination mailbox", "not our customer", "is not a known user",
-		"mailbox is? currently? unavailable", "not an active address|user|mailbox", "does not have an account", "disabled or unknown",
+		"not an active address|user|mailbox", "does not have an account", "disabled or unknown",
 		"inconnu", "unbekannt", "desconocido", "inesistente", "sconosciuto", "onbekend", "nicht gefunden", "existiert nicht",
 		"n'existe pas", "no existe"),
 	rule("filtered", "message filtered", "filtered", "has restricted", "mailing list expansion"),
@@ -204,8 +204,12 @@ var textRules = []textRule{
 		"invalid command", "command not implemented", "line too long", "improper sequence", "sequence of commands",
 		"malformed address", "incorrectly constructed", "syntactically invalid"),
 	// Postfix's "Recipient address rejected" says only that the address
-	// was refused; the status code, when it names something, says why.
-	weakRule("userunknown", "recipient address? rejected", "address rejected", "rejected recipient|address"),
+	// was refused, and "mailbox unavailable" is RFC 5321's own text for
+	// any 550 (§4.2.2: "mailbox not found, no access, or command rejected
+	// for policy reasons"); the status code, when it names something,
+	// says why.
+	weakRule("userunknown", "recipient address? rejected", "address rejected", "rejected recipient|address",
+		"user|mailbox|recipient|address|account|addressee ~ unavailable|available", "mailbox|mail box is? currently? unavailable|available"),
 }
 
 // Tags of the reason rules in the shared matcher are their indexes in

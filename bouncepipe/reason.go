@@ -136,7 +136,7 @@ func refine(byText string, r *Record, x recordCtx) string {
 		switch {
 		case addressStatus(r.Status) || r.Command == "RCPT":
 			return "userunknown"
-		case x.directory():
+		case x.directory() || localUnknown(r.Diagnostic):
 			// The recipient's own system says so in its own words.
 			return "userunknown"
 		}
@@ -163,6 +163,14 @@ func (x recordCtx) directory() bool {
 	}
 	whole := x.whole()
 	return whole.has(i)
+}
+
+// localUnknown reports whether a diagnostic is a local delivery agent's
+// "unknown user: NAME", as Postfix local(8), Sendmail's mail.local and
+// IMail write it when the name is in none of their tables.
+func localUnknown(diag string) bool {
+	i := indexFold(diag, "unknown user:")
+	return i >= 0 && (i == 0 || diag[i-1] == ' ' || diag[i-1] == ':')
 }
 
 // directoryIndex is the index of the directory wording rule.

@@ -76,7 +76,7 @@ var otherLists = [numLists][]string{
 		"limited access to my? email", "no|without access to my? email", "away from my? desk|email|office",
 		"this is an automatic reply|response|message", "this is an automatically generated reply|response|message",
 		"auto reply|response", "automatic reply|response", "automated reply|response",
-		"thank you for your? email|message ~ will|shall respond|reply|get back", "i|we will|shall respond|reply as soon as",
+		"thank you for your? email|message ~ will|shall respond|reply|get back", "i|we will|shall ~ respond|reply as soon as",
 		"get back to you as soon as|shortly",
 	},
 	listChallenge: {
