@@ -55,6 +55,7 @@ type DB struct {
 	log     *slog.Logger
 	names   nameCache
 	lookup  *sql.Stmt
+	addSend *sql.Stmt // on w: prepared once, not per transaction
 }
 
 var _ store.Store = (*DB)(nil)
@@ -134,6 +135,11 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 		d.Close()
 		return nil, fmt.Errorf("sqlitestore: prepare lookup: %w", err)
 	}
+	d.addSend, err = d.w.PrepareContext(ctx, addSendSQL)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("sqlitestore: prepare add send: %w", err)
+	}
 	return d, nil
 }
 
@@ -165,6 +171,9 @@ func (d *DB) Close() error {
 	var errs []error
 	if d.lookup != nil {
 		errs = append(errs, d.lookup.Close())
+	}
+	if d.addSend != nil {
+		errs = append(errs, d.addSend.Close())
 	}
 	if d.r != nil {
 		errs = append(errs, d.r.Close())
@@ -424,10 +433,7 @@ func (d *DB) AddSends(ctx context.Context, sends []store.Send, window time.Durat
 	added := make([]bool, len(sends))
 	err := d.write(ctx, func(tx *sql.Tx) error {
 		pend = pend[:0]
-		ins, err := tx.PrepareContext(ctx, addSendSQL)
-		if err != nil {
-			return err
-		}
+		ins := tx.StmtContext(ctx, d.addSend)
 		defer ins.Close()
 		for i, s := range sends {
 			sc, err := d.idTx(ctx, tx, store.ScopeName, s.Scope, &pend)
