@@ -88,7 +88,7 @@ var textRules = []textRule{
 	rule("mesgtoobig",
 		"message ~ exceeds|exceed", "message is? larger than", "message is? too big|large|long", "mail|message|email|message's size ~ exceed*|limit|too",
 		"size limit", "too big|large for", "exceeds the? maximum? allowed|permitted? message size", "maximum message? size",
-		"message length exceeds", "file too large", "size exceeds", "larger than the? maximum|allowed"),
+		"message length exceeds", "file too large", "size exceeds", "larger than the? maximum|allowed", "line limit exceeded"),
 	rule("exceedlimit", "exceed* the? per mailbox size? limit", "exceed* the? administrative|mailbox size? limit", "message length exceeds administrative"),
 	rule("mailboxfull",
 		"mailbox ~ full|overquota|overfull", "mailbox ~ over quota", "quota", "overquota", "over quota",
@@ -178,9 +178,13 @@ var textRules = []textRule{
 	rule("toomanyconn", "too many simultaneous|concurrent|open? connections", "connection limit", "too many sessions|recipients",
 		"concurrency", "maximum number? of? connections", "too many hosts"),
 	rule("policyviolation", "policy", "policies", "violat*", "prohibited", "header error", "not permitted|allowed by", "against our|the terms|rules",
-		"acceptable use", "terms of service|use", "administratively prohibited|denied", "administrative prohibition"),
+		"acceptable use", "terms of service|use", "administratively prohibited|denied", "administrative prohibition",
+		"illegal|prohibited|forbidden|unacceptable|banned attachment|attachments"),
 	rule("securityerror", "starttls", "tls", "ssl", "encrypt*", "certificate", "authentication is? required", "must authenticate|issue",
 		"not authorized|authorised", "unauthorized|unauthorised", "access denied", "permission denied", "security policy|violation|reasons"),
+	// A local program that could not reach its own daemon (a virus
+	// scanner, a filter) is the system's failure, not the remote's.
+	earlyRule("systemerror", "unable|failed to connect to ~ daemon", "cannot|can't|couldn't connect to ~ daemon", "could not connect to ~ daemon"),
 	// Time ran out: the remote never answered, or the message sat in
 	// the queue until it expired.
 	rule("expired",
@@ -197,7 +201,7 @@ var textRules = []textRule{
 		"unable to route", "network error", "network is? unreachable", "name service error"),
 	rule("systemerror", "system error", "internal server? error", "server error", "configuration error", "local error", "misconfigur*",
 		"temporary local? failure|problem|error", "service not available", "service ~ unavailable", "try later", "i o error", "directory server? failure|lookup",
-		"out of memory", "resource|resources temporarily? unavailable", "processing error", "try again later"),
+		"out of memory", "resource|resources temporarily? unavailable", "processing error", "try again later", "write error"),
 	rule("mailererror", "xunix", "mailer error|failure", "pipe to", "command died|failed", "exit code|status", "exited with",
 		"procmail", "program exited|failed", "unknown mailer", "mailer program"),
 	rule("syntaxerror", "syntax error", "command unrecognized", "command not recognized", "unrecognized command", "bad sequence of commands",

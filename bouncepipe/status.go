@@ -207,6 +207,11 @@ func statusReason(status string) string {
 		switch rest {
 		case "1.1", "1.0", "1.3", "2.0":
 			return "" // a temporary "bad mailbox" is not a user unknown
+		case "3.0", "4.0", "5.0", "7.0":
+			// "Other or undefined" system, network, protocol or
+			// security status, for now: it says only where something
+			// failed for a while, not what.
+			return ""
 		}
 	}
 	return r
