@@ -52,6 +52,8 @@ var textRules = []textRule{
 	// Too many connections or too fast from our address: a limit, not a
 	// blocklist.
 	earlyRule("toomanyconn", "connection rate|frequency ~ limit*|exceeded", "ip frequency limit*", "frequency limited", "too many connections"),
+	// A blocklisted link in the message is its content, not our address.
+	earlyRule("spamdetected", "blacklisted|blocklisted|listed url|urls|link|links|uri|uris", "uribl", "surbl"),
 	// Blocklists name the sender's IP or domain: they come before the
 	// wording about the recipient, which such replies often also have.
 	rule("blocked",
@@ -129,7 +131,11 @@ var textRules = []textRule{
 		"domain of sender", "sender domain", "from|sender|return address rejected|refused|invalid|not", "mail from address? rejected|refused|not",
 		"envelope sender|from ~ rejected|refused|invalid|denied|not", "null sender", "return path ~ rejected|refused|invalid|denied", "sender is? not|unknown",
 		"not accepting|accept mail from this|your sender|address|domain", "your email? address has|is been? blocked|banned|rejected",
-		"permission to post", "not allowed|authorized|authorised|permitted to post", "only members|subscribers can|may post", "non member", "nonmember"),
+		"permission to post", "not allowed|authorized|authorised|permitted to post", "only members|subscribers can|may post", "non member", "nonmember",
+		"from|sender domain is? invalid|unknown", "not a registered gateway user",
+		// RFC 4407: Sender ID could not find the purported responsible
+		// address, the sender's own.
+		"purported responsible address"),
 	// The recipient's own mail system saying, in its own words, that its
 	// directory has no such recipient: Exchange and X.400 gateways ("The
 	// recipient name is not recognized"), Lotus Domino and Notes ("not
@@ -180,6 +186,10 @@ var textRules = []textRule{
 	rule("policyviolation", "policy", "policies", "violat*", "prohibited", "header error", "not permitted|allowed by", "against our|the terms|rules",
 		"acceptable use", "terms of service|use", "administratively prohibited|denied", "administrative prohibition",
 		"illegal|prohibited|forbidden|unacceptable|banned attachment|attachments"),
+	// RFC 3207: one side wants TLS and the other cannot or will not.
+	rule("failedstarttls", "does not support tls|starttls|encryption", "doesn't support tls|starttls|encryption",
+		"tls|starttls ~ required|failed|failure|negotiation|handshake", "must issue a starttls command", "requires? tls|starttls|encryption",
+		"encryption required|needed"),
 	rule("securityerror", "starttls", "tls", "ssl", "encrypt*", "certificate", "authentication is? required", "must authenticate|issue",
 		"not authorized|authorised", "unauthorized|unauthorised", "access denied", "permission denied", "security policy|violation|reasons"),
 	// A local program that could not reach its own daemon (a virus
