@@ -65,8 +65,7 @@ type benchResult struct {
 
 func BenchmarkPostfix(b *testing.B) {
 	postfixlab.EnsurePackages(b, map[string]string{"opendkim": "opendkim", "smtp-source": "postfix"})
-	// senderkit signs with one RSA-2048 key, as OpenDKIM does here.
-	e := newEnv(b, envOptions{logLevel: slog.LevelWarn, signingTable: "*@example.com rsa\n", synchronous: os.Getenv("SENDERKIT_BENCH_SYNC")})
+	e := newEnv(b, envOptions{logLevel: slog.LevelWarn, synchronous: os.Getenv("SENDERKIT_BENCH_SYNC")})
 	dir := b.TempDir()
 	msgFile := filepath.Join(dir, "msg.txt")
 	odkim := startOpenDKIM(b, dir)
@@ -74,17 +73,25 @@ func BenchmarkPostfix(b *testing.B) {
 	noopDefault := startNoop(b, true)
 
 	results := map[string]benchResult{}
-	configs := []struct{ name, milter string }{
-		{"postfix-alone", ""},
-		{"postfix+opendkim", odkim},
-		{"postfix+noop-gomilter", noop},
-		{"postfix+noop-gomilter-default", noopDefault},
-		{"postfix+senderkit", "inet:" + e.milterAddr},
+	sk := "inet:" + e.milterAddr
+	configs := []struct{ name, milter, signingTable string }{
+		{"postfix-alone", "", ""},
+		{"postfix+opendkim", odkim, ""},
+		{"postfix+noop-gomilter", noop, ""},
+		{"postfix+noop-gomilter-default", noopDefault, ""},
+		{"postfix+senderkit", sk, "*@example.com rsa\n"},
+		// Where senderkit's time goes: the same with an Ed25519 key, and
+		// with no signature at all.
+		{"postfix+senderkit-ed25519", sk, "*@example.com ed\n"},
+		{"postfix+senderkit-unsigned", sk, "nobody@example.com rsa\n"},
 	}
 	configured := ""
 	for _, c := range configs {
 		b.Run(c.name, func(b *testing.B) {
 			if configured != c.name {
+				if c.signingTable != "" {
+					e.setSigningTable(c.signingTable)
+				}
 				e.lab.Postconf("smtpd_milters=" + c.milter)
 				e.lab.Reload()
 				runSource(b, e, msgFile, 200) // warm up the new configuration
@@ -97,26 +104,30 @@ func BenchmarkPostfix(b *testing.B) {
 			results[c.name] = r
 		})
 	}
-	alone, odk, floor, sk := results["postfix-alone"], results["postfix+opendkim"], results["postfix+noop-gomilter"], results["postfix+senderkit"]
-	if alone.rate > 0 && sk.rate > 0 && odk.rate > 0 && floor.rate > 0 {
+	alone, odk, floor, skr := results["postfix-alone"], results["postfix+opendkim"], results["postfix+noop-gomilter"], results["postfix+senderkit"]
+	if alone.rate > 0 && skr.rate > 0 && odk.rate > 0 && floor.rate > 0 {
 		fmt.Printf("end to end, messages/s: Postfix alone %.0f, + OpenDKIM %.0f (%.2fx), + do-nothing go-milter %.0f (%.2fx; with go-milter's default negotiation %.0f, %.2fx), + senderkit %.0f (%.2fx)\n",
 			alone.rate, odk.rate, odk.rate/alone.rate, floor.rate, floor.rate/alone.rate,
-			results["postfix+noop-gomilter-default"].rate, results["postfix+noop-gomilter-default"].rate/alone.rate, sk.rate, sk.rate/alone.rate)
+			results["postfix+noop-gomilter-default"].rate, results["postfix+noop-gomilter-default"].rate/alone.rate, skr.rate, skr.rate/alone.rate)
+		ed, un := results["postfix+senderkit-ed25519"], results["postfix+senderkit-unsigned"]
+		fmt.Printf("senderkit signing Ed25519 instead %.0f (%.2fx the do-nothing milter), signing nothing %.0f (%.2fx)\n",
+			ed.rate, ed.rate/floor.rate, un.rate, un.rate/floor.rate)
 		sync := os.Getenv("SENDERKIT_BENCH_SYNC")
 		if sync == "" {
 			sync = "full"
 		}
 		fmt.Printf("senderkit (store synchronous=%s) / OpenDKIM = %.2f (goal >= 2), senderkit / do-nothing go-milter = %.2f (goal >= 0.9)\n",
-			sync, sk.rate/odk.rate, sk.rate/floor.rate)
+			sync, skr.rate/odk.rate, skr.rate/floor.rate)
 		fmt.Printf("accepted by Postfix, messages/s: alone %.0f, OpenDKIM %.0f, do-nothing %.0f, senderkit %.0f\n",
-			alone.acceptRate, odk.acceptRate, floor.acceptRate, sk.acceptRate)
+			alone.acceptRate, odk.acceptRate, floor.acceptRate, skr.acceptRate)
 	}
 
 	// Memory: the live heap (after a GC) while benchSessions messages are
 	// in the milter at once, per message. Deliveries wait meanwhile (the
 	// relay refuses connections): the sink, in this process too, would
 	// hold what it receives.
-	e.lab.Postconf("smtpd_milters=inet:"+e.milterAddr, "relayhost=[127.0.0.1]:9")
+	e.setSigningTable("*@example.com rsa\n")
+	e.lab.Postconf("smtpd_milters="+sk, "relayhost=[127.0.0.1]:9")
 	e.lab.Reload()
 	for _, size := range []int{2000, 200 << 10} {
 		newMessage(msgFile, size)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ type env struct {
 	keys       *token.Keyring
 	st         *sqlitestore.DB
 	srv        *Server
-	signing    *dkim.Set
+	signing    atomic.Pointer[dkim.Set]
 	records    map[string]string // DNS TXT records by name, for the DNS stand-in
 	lab        *postfixlab.Lab
 	log        *lockedBuffer
@@ -117,7 +118,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	postfixlab.EnsurePackages(t, dkimpyverify.Packages)
 	e := &env{t: t, dir: t.TempDir(), records: map[string]string{}, log: &lockedBuffer{}}
 	os.Chmod(e.dir, 0o755)
-	e.writeKeys(o.signingTable)
+	e.writeKeys()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -152,15 +153,12 @@ base_url = "https://unsub.example.net/u/"
 	if e.keys, err = token.LoadKeyring(e.cfg.KeyDir()); err != nil {
 		t.Fatal(err)
 	}
-	if e.signing, err = dkim.Load(dkim.Options{KeyTable: e.cfg.Milter.KeyTable, SigningTable: e.cfg.Milter.SigningTable,
-		Dir: e.dir, Multiple: true, ProviderKeys: e.cfg.Milter.ProviderKeys}); err != nil {
-		t.Fatal(err)
-	}
+	e.setSigningTable(o.signingTable)
 	if e.st, err = sqlitestore.Open(context.Background(), filepath.Join(e.dir, "senderkit.db"), sqlitestore.Options{BusyTimeout: 300 * time.Millisecond, Synchronous: o.synchronous}); err != nil {
 		t.Fatal(err)
 	}
 	e.srv = New(Options{
-		State: func() State { return State{Config: e.cfg, Tokens: e.keys, DKIM: e.signing} },
+		State: func() State { return State{Config: e.cfg, Tokens: e.keys, DKIM: e.signing.Load()} },
 		Store: e.st,
 		Log:   slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: o.logLevel})),
 	})
@@ -225,11 +223,8 @@ func contribPostfix(t testing.TB, milterAddr, copyAddr string) (map[string]strin
 }
 
 // writeKeys makes the DKIM keys and tables, and notes the TXT records.
-func (e *env) writeKeys(signingTable string) {
+func (e *env) writeKeys() {
 	t := e.t
-	if signingTable == "" {
-		signingTable = defaultSigningTable
-	}
 	os.Mkdir(filepath.Join(e.dir, "keys"), 0o755)
 	write := func(name, domain, selector, alg string) {
 		k, err := dkim.GenerateKey(alg, 2048)
@@ -250,7 +245,24 @@ func (e *env) writeKeys(signingTable string) {
 	kt := "rsa example.com:rsa2026:./keys/rsa.pem\ned example.com:ed2026:./keys/ed.pem\ncust %:mail:" + e.dir + "/keys/%.pem\n" +
 		"idn bücher.example:s1:./keys/idn.pem\n"
 	os.WriteFile(filepath.Join(e.dir, "KeyTable"), []byte(kt), 0o644)
-	os.WriteFile(filepath.Join(e.dir, "SigningTable"), []byte(signingTable), 0o644)
+}
+
+// setSigningTable replaces the SigningTable ("" for the default) and
+// puts the new signing configuration in force.
+func (e *env) setSigningTable(table string) {
+	e.t.Helper()
+	if table == "" {
+		table = defaultSigningTable
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, "SigningTable"), []byte(table), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := dkim.Load(dkim.Options{KeyTable: e.cfg.Milter.KeyTable, SigningTable: e.cfg.Milter.SigningTable,
+		Dir: e.dir, Multiple: true, ProviderKeys: e.cfg.Milter.ProviderKeys})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.signing.Store(s)
 }
 
 // msg is a test message.

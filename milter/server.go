@@ -3,6 +3,7 @@ package milter
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -106,10 +107,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// bufferedListener gives each connection a read buffer. go-milter reads
-// a packet's length and then its data with two read(2) calls, and
-// Postfix, which waits for no reply before the end of the message,
-// sends its packets back to back: one buffered read takes many.
+// bufferedListener gives each connection a read buffer and joins each
+// packet's writes. go-milter reads a packet's length and then its data
+// with two read(2) calls, and Postfix, which waits for no reply before
+// the end of the message, sends its packets back to back: one buffered
+// read takes many. go-milter also writes a packet's length and code,
+// then its data: they leave in one writev(2).
 type bufferedListener struct{ net.Listener }
 
 func (l bufferedListener) Accept() (net.Conn, error) {
@@ -117,12 +120,30 @@ func (l bufferedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return bufferedConn{c, bufio.NewReaderSize(c, 8<<10)}, nil
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, 8<<10)}, nil
 }
 
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r    *bufio.Reader
+	head []byte // a packet's length and code, held until its data comes
+	buf  [5]byte
 }
 
-func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	if c.head != nil {
+		bufs := net.Buffers{c.head, p}
+		c.head = nil
+		n, err := bufs.WriteTo(c.Conn)
+		return max(0, int(n)-5), err
+	}
+	// A packet with data: its 4-byte length (data + the code byte) is
+	// more than 1.
+	if len(p) == 5 && binary.BigEndian.Uint32(p) > 1 {
+		c.head = append(c.buf[:0], p...)
+		return 5, nil
+	}
+	return c.Conn.Write(p)
+}
