@@ -115,8 +115,8 @@ func (a author) String() string { return a.user + "@" + a.domain }
 // parseFrom reads the author from the From fields. strict demands what
 // RFC 5322 §3.6 and the mailbox providers' bulk-sender rules demand:
 // exactly one From field with exactly one address. Otherwise the first
-// address of the first From field is taken, as OpenDKIM does; ok is
-// false when there is none.
+// address of the first From field is taken, as OpenDKIM does. The error
+// says why there is no author.
 func parseFrom(fs fields, strict bool) (author, error) {
 	vs := fs.get("From")
 	if len(vs) == 0 {
