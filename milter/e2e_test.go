@@ -153,3 +153,46 @@ sender_domains = ["Bücher.example"]
 	}
 	e.checkSigned(m, "xn--bcher-kva.example/s1")
 }
+
+// An application's own List-Unsubscribe is replaced by senderkit's
+// one-click links (the default), or kept as it is where the stream says
+// list_unsubscribe = "keep"; an application's Feedback-ID is always
+// senderkit's (a customer must not report under another's).
+func TestApplicationListUnsubscribe(t *testing.T) {
+	e := newEnv(t, envOptions{scopes: `
+[[scope]]
+name = "acme"
+sender_domains = ["example.com"]
+  [[scope.stream]]
+  name = "news"
+  [[scope.stream]]
+  name = "digest"
+  list_unsubscribe = "keep"
+`})
+	own := []string{"List-Unsubscribe: <https://app.example.com/unsub?u=42>", "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+		"Feedback-ID: x:y:z:someone-else"}
+	for _, stream := range []string{"news", "digest"} {
+		to := stream + "@dest.example"
+		if err := e.lab.Send("news@example.com", []string{to}, msg("news@example.com", to, stream, append(own, "X-Senderkit-Stream: "+stream)...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := byRcpt(t, e.lab.Sink.Wait(t, 2, wait))
+	for _, stream := range []string{"news", "digest"} {
+		m := got[stream+"@dest.example"]
+		h := header(t, m)
+		tok, _ := e.copyOf(m)
+		lus := h.Values("List-Unsubscribe")
+		want := "<mailto:unsubscribe+" + tok + "@bounces.example.net>, <https://unsub.example.net/u/" + tok + ">"
+		if stream == "digest" {
+			want = "<https://app.example.com/unsub?u=42>"
+		}
+		if len(lus) != 1 || lus[0] != want || len(h.Values("List-Unsubscribe-Post")) != 1 {
+			t.Errorf("%s: List-Unsubscribe %q (-Post %q), want %q alone", stream, lus, h.Values("List-Unsubscribe-Post"), want)
+		}
+		if f := h.Values("Feedback-ID"); len(f) != 1 || f[0] != stream+":acme:bulk:bounces.example.net" {
+			t.Errorf("%s: Feedback-ID %q", stream, f)
+		}
+		e.checkSigned(m, "example.com/rsa2026", "example.com/ed2026")
+	}
+}
