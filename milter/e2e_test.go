@@ -196,3 +196,27 @@ sender_domains = ["example.com"]
 		e.checkSigned(m, "example.com/rsa2026", "example.com/ed2026")
 	}
 }
+
+// Transactional mail to several recipients keeps one envelope: one
+// message leaves, VERPed with a message-level token (its send names no
+// recipient) and without List-Unsubscribe.
+func TestTransactionalSeveralRecipients(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	to := []string{"a@dest.example", "b@dest.example"}
+	if err := e.lab.Send("orders@example.com", to, msg("orders@example.com", "a@dest.example", "your order")); err != nil {
+		t.Fatal(err)
+	}
+	msgs := e.lab.Sink.Wait(t, 1, wait)
+	e.lab.WaitQueueEmpty(t, wait)
+	if n := len(e.lab.Sink.Messages()); n != 1 || len(msgs[0].To) != 2 {
+		t.Fatalf("%d messages at the sink (first to %v), want one to both recipients", n, msgs[0].To)
+	}
+	_, send := e.copyOf(msgs[0])
+	if send.Recipient != "" || send.Stream != "receipts" || send.QueueID == "" {
+		t.Errorf("send %+v: want a message-level token of stream receipts", send)
+	}
+	if h := header(t, msgs[0]); h.Has("List-Unsubscribe") {
+		t.Errorf("transactional mail got List-Unsubscribe %q", h.Get("List-Unsubscribe"))
+	}
+	e.checkSigned(msgs[0], "example.com/rsa2026", "example.com/ed2026")
+}
