@@ -54,6 +54,11 @@ var textRules = []textRule{
 	earlyRule("toomanyconn", "connection rate|frequency ~ limit*|exceeded", "ip frequency limit*", "frequency limited", "too many connections"),
 	// A blocklisted link in the message is its content, not our address.
 	earlyRule("spamdetected", "blacklisted|blocklisted|listed url|urls|link|links|uri|uris", "uribl", "surbl"),
+	// Postfix's reject_unknown_client_hostname and its likes say "Client
+	// host rejected" too: the missing reverse name is the reason.
+	earlyRule("requireptr", "cannot|can't|couldn't find|resolve your reverse? hostname", "cannot|can't|couldn't find|resolve your reverse? host name",
+		"could not find|resolve your reverse? hostname", "could not find|resolve your reverse? host name",
+		"reverse dns|hostname|lookup ~ failed|missing|required|mismatch"),
 	// Blocklists name the sender's IP or domain: they come before the
 	// wording about the recipient, which such replies often also have.
 	rule("blocked",
