@@ -66,37 +66,3 @@ func Classify(t *conf.Throttle, r postfixlog.Record) Outcome {
 	}
 	return Neutral
 }
-
-// hardStatus reports whether an enhanced status code alone makes a
-// failure hard: the design's "user unknown (5.1.1), 5.1.2, null MX
-// (5.1.10, RFC 7505 §4.2)", and 5.1.3 (bad address syntax). Anything
-// else counts toward the soft-bounce streak.
-func hardStatus(dsn string) bool {
-	switch dsn {
-	case "5.1.1", "5.1.2", "5.1.3", "5.1.10":
-		return true
-	}
-	return false
-}
-
-// reasonOf names a logged failure as Sisimai does, from its enhanced
-// status code.
-func reasonOf(o Outcome, dsn string) string {
-	switch {
-	case o == Blocklisted:
-		return "blocked"
-	case o == RateLimited:
-		return "toomanyconn"
-	case dsn == "5.1.1" || dsn == "5.1.3":
-		return "userunknown"
-	case dsn == "5.1.2":
-		return "hostunknown"
-	case dsn == "5.1.10":
-		return "notaccept"
-	case strings.HasPrefix(dsn, "4.2.2") || dsn == "5.2.2":
-		return "mailboxfull"
-	case strings.HasSuffix(dsn, ".4.7"):
-		return "expired"
-	}
-	return "undefined"
-}

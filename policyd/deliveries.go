@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/senderkit/senderkit/bouncepipe"
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/internal/addr"
 	"github.com/senderkit/senderkit/internal/postfixlog"
@@ -124,9 +125,13 @@ func (d *Deliveries) delivery(r postfixlog.Record) {
 	if o != Neutral && o != Success {
 		d.Log.Debug("destination tempfail", "queue_id", r.QueueID, "recipient", rcpt, "destination", group, "outcome", o.String(), "reply", reply)
 	}
-	if o == Blocklisted && !found {
+	var f failure
+	if r.Status != postfixlog.Sent {
+		f = classifyFailure(o, r)
+	}
+	if f.senderProblem && !found {
 		d.record(ctx, r, "sender problem", func(ru rules.Rules) (store.Result, error) {
-			return ru.Bounce(ctx, store.Event{At: r.Time, Scope: scope, Address: rcpt, Reason: "blocked", Status: r.DSN,
+			return ru.Bounce(ctx, store.Event{At: r.Time, Scope: scope, Address: rcpt, Reason: f.reason, Status: r.DSN,
 				ReplyCode: r.ReplyCode, Diagnostic: reply, Source: "log", Hard: r.DSN != "" && r.DSN[0] == '5',
 				Key: fmt.Sprintf("sender-problem/%s/%s/%d", r.QueueID, rcpt, r.Time.Unix())}, true)
 		})
@@ -141,17 +146,45 @@ func (d *Deliveries) delivery(r postfixlog.Record) {
 		ev.Key = store.DeliveryKey(send.ID, rcpt)
 		d.record(ctx, r, "delivery", func(ru rules.Rules) (store.Result, error) { return ru.Delivered(ctx, ev) })
 	case postfixlog.Bounced, postfixlog.Expired:
-		ev.Key, ev.Hard, ev.Reason = store.BounceKey(send.ID, rcpt), hardStatus(r.DSN), reasonOf(o, r.DSN)
-		senderProblem := o == Blocklisted || o == RateLimited
-		d.record(ctx, r, "bounce", func(ru rules.Rules) (store.Result, error) { return ru.Bounce(ctx, ev, senderProblem) })
+		ev.Key, ev.Hard, ev.Reason = store.BounceKey(send.ID, rcpt), f.hard, f.reason
+		d.record(ctx, r, "bounce", func(ru rules.Rules) (store.Result, error) { return ru.Bounce(ctx, ev, f.senderProblem) })
 	case postfixlog.Deferred:
-		ev.Type, ev.Reason = store.Deferred, reasonOf(o, r.DSN)
+		ev.Type, ev.Reason = store.Deferred, f.reason
 		ev.Key = fmt.Sprintf("deferred/%d/%s/%d/%d", send.ID, rcpt, r.Time.Unix(), r.PID)
-		if o == Blocklisted {
+		if f.senderProblem {
 			ev.Type = store.SenderProblem
 		}
 		d.record(ctx, r, "deferral", func(ru rules.Rules) (store.Result, error) { return ru.Note(ctx, ev) })
 	}
+}
+
+// failure is what a logged failure or deferral says about the recipient.
+type failure struct {
+	reason        string // Sisimai v5 reason name
+	hard          bool   // suppress the recipient at once
+	senderProblem bool   // blames the sender, not the recipient
+}
+
+// classifyFailure reads a failed or deferred delivery with the bounce
+// pipe's classifier, so that a failure counts the same whether it is
+// read from the log or from the DSN that comes back by mail. Postfix's
+// whole explanation is read, not only the remote's reply: it names the
+// SMTP command the reply answered ("in reply to RCPT TO command"). A
+// reply the throttle's own blocklist or rate-limit patterns match blames
+// the sender even when the wording is new to the classifier.
+func classifyFailure(o Outcome, r postfixlog.Record) failure {
+	var f failure
+	f.reason, f.hard, f.senderProblem = bouncepipe.ClassifyReply(r.DSN, r.Text)
+	if f.senderProblem {
+		return f
+	}
+	switch o {
+	case Blocklisted:
+		return failure{reason: "blocked", senderProblem: true}
+	case RateLimited:
+		return failure{reason: "speeding", senderProblem: true}
+	}
+	return f
 }
 
 // send finds the copy a delivery line is about: the send recorded under

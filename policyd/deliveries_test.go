@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/internal/rules"
 	"github.com/senderkit/senderkit/internal/store"
 )
@@ -150,5 +152,57 @@ func TestDeliveriesFeedThrottle(t *testing.T) {
 	evs := f.events(t, "x@dest.example")
 	if types(evs) != "[sender-problem/log]" || evs[0].Scope != "globex" || evs[0].Reason != "blocked" {
 		t.Errorf("sender problem: %+v", evs)
+	}
+}
+
+// TestDeliveriesClassify: logged failures are classified by the bounce
+// pipe's classifier (bouncepipe.ClassifyReply), as their DSNs would be: a
+// blocklist reply is a sender problem even when the throttle's own
+// blocklist patterns do not know its wording, a full mailbox a soft
+// bounce that suppresses nothing yet.
+func TestDeliveriesClassify(t *testing.T) {
+	f := newFixture(t, "")
+	cfg, err := conf.Parse([]byte(strings.Replace(testConfig, "[policy.throttle]\n",
+		"[policy.throttle]\nblocklist_patterns = ['(?i)no reply says this']\n", 1)), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.Store(cfg)
+	d := newDeliveries(f)
+	ctx := context.Background()
+
+	f.addSend(t, 301, "9A00000301", "x@dest.example")
+	d.Line(logLine(f, "9A00000301", "x@dest.example", "5.7.1", "bounced",
+		"host mx.dest.example[192.0.2.25] said: 554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.1 (in reply to RCPT TO command)"))
+	evs := f.events(t, "x@dest.example")
+	if types(evs) != "[sender-problem/log]" || evs[0].Reason != "blocked" || evs[0].SendID != 301 {
+		t.Errorf("a logged blocklist rejection: %+v", evs)
+	}
+	if e, ok, _ := f.store.Lookup(ctx, store.Query{Scope: "acme", Address: "x@dest.example", At: f.clock()}); ok {
+		t.Errorf("a sender problem suppressed the recipient: %+v", e)
+	}
+
+	f.addSend(t, 302, "9A00000302", "full@dest.example")
+	d.Line(logLine(f, "9A00000302", "full@dest.example", "5.2.2", "bounced",
+		"host mx.dest.example[192.0.2.25] said: 552 5.2.2 <full@dest.example>: mailbox full (in reply to RCPT TO command)"))
+	evs = f.events(t, "full@dest.example")
+	if types(evs) != "[bounced/log]" || evs[0].Reason != "mailboxfull" || evs[0].Hard {
+		t.Errorf("a logged full mailbox: %+v", evs)
+	}
+	if e, ok, _ := f.store.Lookup(ctx, store.Query{Scope: "acme", Address: "full@dest.example", At: f.clock()}); ok {
+		t.Errorf("one soft bounce suppressed the recipient: %+v", e)
+	}
+
+	// A deferral keeps its reason; one that blames the sender is noted
+	// as a sender problem.
+	f.addSend(t, 303, "9A00000303", "later@dest.example")
+	d.Line(logLine(f, "9A00000303", "later@dest.example", "4.2.2", "deferred",
+		"host mx.dest.example[192.0.2.25] said: 452 4.2.2 The email account that you tried to reach is over quota (in reply to RCPT TO command)"))
+	f.setNow(f.clock().Add(time.Minute)) // the next attempt
+	d.Line(logLine(f, "9A00000303", "later@dest.example", "4.7.1", "deferred",
+		"host mx.dest.example[192.0.2.25] said: 450 4.7.1 Client host rejected: cannot find your reverse hostname, [192.0.2.1] (in reply to RCPT TO command)"))
+	evs = f.events(t, "later@dest.example")
+	if types(evs) != "[deferred/log sender-problem/log]" || evs[0].Reason != "mailboxfull" || evs[1].Reason != "requireptr" {
+		t.Errorf("logged deferrals: %+v", evs)
 	}
 }
