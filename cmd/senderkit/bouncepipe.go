@@ -54,7 +54,14 @@ func (c *cli) bouncepipe(args []string) int {
 	if err != nil {
 		return c.tempfail("configuration: %v", err)
 	}
-	logs.Apply(cfg.Log)
+	// Postfix writes what the pipe prints into its log line for the
+	// delivery, cut short: warnings and errors go there, and the one-line
+	// summary below; details only when log.levels.bouncepipe asks.
+	lc := cfg.Log
+	if lc.Levels["bouncepipe"] == "" {
+		lc.Levels = map[string]string{"bouncepipe": "warn"}
+	}
+	logs.Apply(lc)
 	log := logs.For("bouncepipe")
 	ctx, cancel := context.WithTimeout(c.ctx, bouncepipeTimeout)
 	defer cancel()
@@ -85,7 +92,14 @@ func (c *cli) bouncepipe(args []string) int {
 	}
 	log.Debug("handled", "kind", out.Kind, "token", out.Token, "action", out.Action, "address", out.Recipient,
 		"scope", out.Scope, "events", out.Events, "duplicates", out.Duplicates)
-	fmt.Fprintf(c.stdout, "%s: %s (token %s)\n", out.Kind, out.Action, out.Token)
+	summary := fmt.Sprintf("%s: %s", out.Kind, out.Action)
+	if out.Recipient != "" {
+		summary += " " + out.Recipient
+	}
+	if out.Scope != "" {
+		summary += " in scope " + out.Scope
+	}
+	fmt.Fprintf(c.stdout, "%s (token %s)\n", summary, out.Token)
 	return exitOK
 }
 

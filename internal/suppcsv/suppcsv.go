@@ -199,10 +199,14 @@ func Detail(ev *store.Event) string {
 		return ev.Diagnostic
 	}
 	var parts []string
-	for _, p := range []string{ev.Status, ev.ReplyCode, ev.FeedbackType, ev.Diagnostic} {
-		if p != "" {
+	for _, p := range []string{ev.Status, ev.ReplyCode, ev.FeedbackType} {
+		// A remote's text usually starts with its codes: say them once.
+		if p != "" && !strings.Contains(ev.Diagnostic, p) {
 			parts = append(parts, p)
 		}
+	}
+	if ev.Diagnostic != "" {
+		parts = append(parts, ev.Diagnostic)
 	}
 	return strings.Join(parts, " ")
 }

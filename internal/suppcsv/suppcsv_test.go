@@ -73,6 +73,10 @@ func TestDetail(t *testing.T) {
 	if d := Detail(ev); d != "5.1.1 550 no such user" {
 		t.Errorf("Detail = %q", d)
 	}
+	ev.Diagnostic = "550 5.1.1 <a@b.example>: user unknown"
+	if d := Detail(ev); d != ev.Diagnostic {
+		t.Errorf("codes said twice: Detail = %q", d)
+	}
 	if d := Detail(&store.Event{Type: store.Complaint, FeedbackType: "abuse"}); d != "abuse" {
 		t.Errorf("Detail = %q", d)
 	}
