@@ -10,15 +10,28 @@ BIN     := bin/senderkit
 # race detector (which makes them ten times slower and adds nothing there).
 LONG_TESTS := ^TestImportExport1M$$
 
-# Fuzz targets, as package:Target, and how long `make fuzz` runs each.
+# Fuzz targets (every parser of outside input), as package:Target, and
+# how long `make fuzz` runs each. Interesting inputs are kept in each
+# package's testdata/fuzz/.
 FUZZ_TARGETS := \
 	./internal/addr:FuzzNormalize \
 	./internal/token:FuzzDecode \
 	./internal/suppcsv:FuzzRead \
-	./conf:FuzzParse
+	./conf:FuzzParse \
+	./bouncepipe:FuzzParse \
+	./bouncepipe:FuzzDSN \
+	./bouncepipe:FuzzARF \
+	./bouncepipe:FuzzNonStandard \
+	./policyd:FuzzReadRequest \
+	./internal/postfixlog:FuzzParse \
+	./milter:FuzzParseFrom \
+	./milter/dkim:FuzzKeyTable \
+	./milter/dkim:FuzzSigningTable \
+	./internal/doctor:FuzzParseKeyRecord \
+	./unsubscribe:FuzzHandler
 FUZZTIME ?= 60s
 
-.PHONY: all build test lint fmt bench demo fuzz clean
+.PHONY: all build test lint fmt bench corpus demo fuzz clean
 
 all: build
 
@@ -28,7 +41,8 @@ build:
 # The whole suite, as CI runs it. End-to-end tests start a private Postfix
 # (installed with apt-get when missing; they need root).
 test: lint
-	$(GO) test -race -short -count=1 ./...
+	mkdir -p out/test-artifacts
+	$(GO) test -race -short -count=1 -artifacts -outputdir $(CURDIR)/out/test-artifacts ./...
 	$(GO) test -count=1 -run '$(LONG_TESTS)' ./...
 
 lint:
@@ -41,11 +55,26 @@ fmt:
 	gofmt -w .
 	$(GO) test -count=1 -run '^TestExample$$' ./conf -update
 
-# Speed, reported as figures (never pass/fail): token encode and verify,
-# suppression lookup latency with 1M and 10M rows.
+# Speed, reported as figures and as ratios to baselines measured in the
+# same run (never pass/fail). Needs root for the runs through Postfix.
 bench:
+	@echo "== tokens: encode and verify"
 	$(GO) test -run '^$$' -bench 'Encode|Decode' -benchmem ./internal/token
+	@echo "== suppression lookup latency, 1M and 10M rows"
 	$(GO) test -run '^$$' -bench 'Lookup' -benchtime 200000x ./internal/store/sqlitestore
+	@echo "== milter: Postfix alone, + OpenDKIM, + a do-nothing go-milter, + senderkit"
+	$(GO) test -run '^$$' -bench 'Postfix' -benchtime 1x -timeout 60m ./milter
+	@echo "== policy server: raw requests against 10M suppressions, and through Postfix, against a do-nothing server"
+	$(GO) test -run '^$$' -bench 'PolicyServer|PolicyPostfix' -benchtime 1x -timeout 60m ./policyd
+	@echo "== bounce parsing over the corpus, against Sisimai"
+	sh bouncepipe/testdata/bench-vs-sisimai.sh
+	@echo "== unsubscribe endpoint"
+	$(GO) test -run '^$$' -bench 'OneClick|ConfirmPage' -benchtime 5000x ./unsubscribe
+
+# Agreement of the bounce classifier with the labelled corpus in
+# ../shared/corpus, per reason and overall.
+corpus:
+	$(GO) test -count=1 -run '^TestCorpus$$' -v ./bouncepipe
 
 # The newcomer's first command: a private Postfix with senderkit, a mail
 # through it, and the suppression list. Needs root (Postfix).
