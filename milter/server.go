@@ -86,9 +86,11 @@ func New(o Options) *Server {
 // Serve answers Postfix on ln until ctx ends, then waits (up to a
 // minute) for the messages in progress.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go s.sends.run(ctx)
+	// The send log outlives ctx: the messages in progress at shutdown
+	// still record their sends.
+	sendCtx, stopSends := context.WithCancel(context.Background())
+	defer stopSends()
+	go s.sends.run(sendCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(bufferedListener{ln}) }()
 	select {
