@@ -3,9 +3,13 @@
 //
 // The plug-ins (milter, policy server, bounce pipe, unsubscribe endpoint)
 // and the CLI only ever see Store. The embedded backend is SQLite
-// (package sqlitestore); a shared backend for a fleet of relays can be
-// added behind the same interface, and package storetest holds the suite
-// every backend must pass.
+// (package sqlitestore); the shared backend for a fleet of relays is
+// PostgreSQL (package pgstore); package storetest holds the suite every
+// backend must pass.
+//
+// In a fleet each relay opens the store under its own name (Relay): the
+// sends, events and throttle state it writes carry that name, so reports
+// can sum the fleet or split it by relay.
 //
 // Every change to the suppression list goes through Record, which appends
 // an event and applies its effect in one transaction: the list can always
@@ -27,8 +31,9 @@ var (
 	// a send id is already taken. Nothing was changed.
 	ErrDuplicate = errors.New("store: duplicate")
 	// ErrBusy: the store stayed locked by another writer for longer than
-	// the configured timeout. The caller should retry later (milter:
-	// tempfail, bounce pipe: exit 75).
+	// the configured timeout, or (a shared store) could not be reached
+	// within it. The caller should retry later (milter: tempfail, bounce
+	// pipe: exit 75).
 	ErrBusy = errors.New("store: busy")
 	// ErrInvalid: the caller passed something the store cannot keep.
 	ErrInvalid = errors.New("store: invalid argument")
@@ -70,6 +75,9 @@ type Send struct {
 	// retried after a failure finds the copies already queued and does
 	// not send them twice. "" for none.
 	MessageKey string
+	// Relay is the relay that recorded the copy (set by the store from
+	// the handle's name; ignored on input).
+	Relay string
 }
 
 // EventType says what happened.
@@ -114,6 +122,9 @@ type Event struct {
 	// Key makes recording idempotent: a second event with the same
 	// non-empty Key is refused with ErrDuplicate and changes nothing.
 	Key string
+	// Relay is the relay that recorded the event (set by the store from
+	// the handle's name; ignored on input).
+	Relay string
 }
 
 // Reason is why an address is suppressed.
@@ -262,6 +273,9 @@ type Throttle struct {
 	Reason      string    // "rate-limited", "tempfail", "blocklisted"
 	Reply       string    // the remote's reply that caused it
 	Updated     time.Time
+	// Relay is the relay whose policy server saved the state (set by
+	// the store from the handle's name; ignored on input).
+	Relay string
 }
 
 // Throttle states.
@@ -298,6 +312,9 @@ type DayCount struct {
 	SenderProblem int       // copies refused for a reason that blames the sender
 	Complaints    int       // copies complained about ("not-spam" reports excluded)
 	Unsubscribes  int       // copies whose recipient unsubscribed through them
+	// Relay is the relay that sent the copies, from SendDaysByRelay;
+	// "" from SendDays, which sums the fleet.
+	Relay string
 }
 
 // ReasonCount is how many copies sent in a period bounced for one
@@ -331,6 +348,10 @@ type EventCount struct {
 // Implementations are safe for concurrent use, and writes from several
 // processes (serve and many bounce pipes) are serialised without loss.
 type Store interface {
+	// Relay is the name this handle writes under (its relay in a fleet;
+	// "" when none was given).
+	Relay() string
+
 	// ID returns the number that stands for a scope or stream name in
 	// tokens, creating it on first use. Ids are never reused.
 	ID(ctx context.Context, kind NameKind, name string) (uint32, error)
@@ -379,6 +400,9 @@ type Store interface {
 	// SendDays counts, per scope, stream and send day, what became of
 	// the copies sent in [since, until).
 	SendDays(ctx context.Context, since, until time.Time) ([]DayCount, error)
+	// SendDaysByRelay is SendDays split by the relay that sent each
+	// copy, in (relay, scope, stream, day) order.
+	SendDaysByRelay(ctx context.Context, since, until time.Time) ([]DayCount, error)
 	// BounceReasons counts the bounces of copies sent in [since, until)
 	// by reason, most frequent first.
 	BounceReasons(ctx context.Context, since, until time.Time) ([]ReasonCount, error)
@@ -392,10 +416,11 @@ type Store interface {
 	// with it.
 	ListedSince(ctx context.Context, afterEvent int64, fn func(address string, eventID int64) error) error
 
-	// SetThrottles replaces the throttle state kept for reports with ts.
+	// SetThrottles replaces the throttle state this handle's relay
+	// saved with ts; other relays' state stays.
 	SetThrottles(ctx context.Context, ts []Throttle) error
-	// Throttles returns the throttle state last set, by destination and
-	// scope.
+	// Throttles returns the throttle state every relay last set, by
+	// destination, scope and relay.
 	Throttles(ctx context.Context) ([]Throttle, error)
 
 	Close() error

@@ -11,10 +11,11 @@ import (
 )
 
 // sendDaysSQL folds each copy's events into flags, then sums the flags
-// per scope, stream and send day. ?1 and ?2 bound the send time.
+// per scope, stream and send day (and relay, with byRelay). ?1 and ?2
+// bound the send time.
 const sendDaysSQL = `
 WITH copies AS (
-	SELECT id, scope_id, stream_id, at FROM sends WHERE at >= ?1 AND at < ?2
+	SELECT id, scope_id, stream_id, at, %s AS relay FROM sends WHERE at >= ?1 AND at < ?2
 ), fate AS (
 	SELECT e.send_id,
 		max(e.type = 'delivered') AS delivered,
@@ -27,19 +28,32 @@ WITH copies AS (
 	FROM events e JOIN copies c ON c.id = e.send_id
 	GROUP BY e.send_id
 )
-SELECT sc.name, st.name, c.at / 86400 AS day, count(*),
+SELECT c.relay, sc.name, st.name, c.at / 86400 AS day, count(*),
 	coalesce(sum(f.delivered), 0), coalesce(sum(f.deferred), 0), coalesce(sum(f.hard), 0),
 	coalesce(sum(f.soft), 0), coalesce(sum(f.problem), 0), coalesce(sum(f.complaint), 0), coalesce(sum(f.unsub), 0)
 FROM copies c
 JOIN names sc ON sc.id = c.scope_id
 JOIN names st ON st.id = c.stream_id
 LEFT JOIN fate f ON f.send_id = c.id
-GROUP BY c.scope_id, c.stream_id, day
-ORDER BY sc.name, st.name, day`
+GROUP BY c.relay, c.scope_id, c.stream_id, day
+ORDER BY c.relay, sc.name, st.name, day`
 
 // SendDays implements store.Store.
 func (d *DB) SendDays(ctx context.Context, since, until time.Time) ([]store.DayCount, error) {
-	rows, err := d.r.QueryContext(ctx, sendDaysSQL, since.Unix(), until.Unix())
+	return d.sendDays(ctx, since, until, false)
+}
+
+// SendDaysByRelay implements store.Store.
+func (d *DB) SendDaysByRelay(ctx context.Context, since, until time.Time) ([]store.DayCount, error) {
+	return d.sendDays(ctx, since, until, true)
+}
+
+func (d *DB) sendDays(ctx context.Context, since, until time.Time, byRelay bool) ([]store.DayCount, error) {
+	relay := "''"
+	if byRelay {
+		relay = "relay"
+	}
+	rows, err := d.r.QueryContext(ctx, fmt.Sprintf(sendDaysSQL, relay), since.Unix(), until.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: send days: %w", err)
 	}
@@ -48,7 +62,7 @@ func (d *DB) SendDays(ctx context.Context, since, until time.Time) ([]store.DayC
 	for rows.Next() {
 		var c store.DayCount
 		var day int64
-		if err := rows.Scan(&c.Scope, &c.Stream, &day, &c.Sent, &c.Delivered, &c.Deferred, &c.HardBounced,
+		if err := rows.Scan(&c.Relay, &c.Scope, &c.Stream, &day, &c.Sent, &c.Delivered, &c.Deferred, &c.HardBounced,
 			&c.SoftBounced, &c.SenderProblem, &c.Complaints, &c.Unsubscribes); err != nil {
 			return nil, fmt.Errorf("sqlitestore: send days: %w", err)
 		}

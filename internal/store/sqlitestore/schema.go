@@ -102,4 +102,29 @@ CREATE INDEX suppressions_event ON suppressions (event_id);
 ALTER TABLE sends ADD COLUMN message_key TEXT NOT NULL DEFAULT '';
 CREATE INDEX sends_message_key ON sends (message_key, recipient, at) WHERE message_key != '';
 `,
+	// 5: the relay that wrote each send, event and throttle state (a
+	// fleet shares a PostgreSQL store; a store copied there from SQLite
+	// keeps saying which host wrote what). Throttle state is per relay.
+	`
+ALTER TABLE sends ADD COLUMN relay TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN relay TEXT NOT NULL DEFAULT '';
+CREATE TABLE throttles_by_relay (
+	relay       TEXT NOT NULL,
+	destination TEXT NOT NULL,
+	scope       TEXT NOT NULL,
+	state       TEXT NOT NULL,
+	rate        REAL NOT NULL,
+	since       INTEGER NOT NULL,
+	until       INTEGER NOT NULL,
+	tempfails   INTEGER NOT NULL,
+	successes   INTEGER NOT NULL,
+	reason      TEXT NOT NULL,
+	reply       TEXT NOT NULL,
+	updated     INTEGER NOT NULL,
+	PRIMARY KEY (relay, destination, scope)
+) WITHOUT ROWID;
+INSERT INTO throttles_by_relay SELECT '', destination, scope, state, rate, since, until, tempfails, successes, reason, reply, updated FROM throttles;
+DROP TABLE throttles;
+ALTER TABLE throttles_by_relay RENAME TO throttles;
+`,
 }

@@ -44,11 +44,15 @@ type Options struct {
 	// Logger gets one line per migration and per lock retry; nil is
 	// silent.
 	Logger *slog.Logger
+	// Relay is the name the sends, events and throttle state written
+	// through this handle carry (store.Store.Relay). Default "".
+	Relay string
 }
 
 // DB is a store.Store on one SQLite file.
 type DB struct {
 	path    string
+	relay   string
 	w       *sql.DB // one connection: in-process writers queue here
 	r       *sql.DB // readers
 	timeout time.Duration
@@ -85,7 +89,7 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 			return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 		}
 	}
-	d := &DB{path: path, timeout: o.BusyTimeout, log: o.Logger.With("store", path)}
+	d := &DB{path: path, relay: o.Relay, timeout: o.BusyTimeout, log: o.Logger.With("store", path)}
 	d.names.init()
 
 	q := url.Values{}
@@ -165,6 +169,9 @@ func escapePath(p string) string {
 
 // Path returns the database file name.
 func (d *DB) Path() string { return d.path }
+
+// Relay implements store.Store.
+func (d *DB) Relay() string { return d.relay }
 
 // Close releases the database.
 func (d *DB) Close() error {
@@ -418,8 +425,8 @@ func (d *DB) AddSend(ctx context.Context, s store.Send) error {
 // recorded for the same recipient at or after ?9. (The test that
 // message_key is not empty lets SQLite use the partial index on it: it
 // cannot tell that a parameter is not empty.)
-const addSendSQL = `INSERT INTO sends (id, scope_id, stream_id, recipient, queue_id, at, message_key)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+const addSendSQL = `INSERT INTO sends (id, scope_id, stream_id, recipient, queue_id, at, message_key, relay)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?10
 WHERE ?8 = '' OR NOT EXISTS (SELECT 1 FROM sends WHERE message_key = ?8 AND message_key != '' AND recipient = ?4 AND at >= ?9)`
 
 // AddSends implements store.Store.
@@ -449,7 +456,7 @@ func (d *DB) AddSends(ctx context.Context, sends []store.Send, window time.Durat
 				check = ""
 			}
 			res, err := ins.ExecContext(ctx, int64(s.ID), sc, st, s.Recipient, s.QueueID, s.At.Unix(), s.MessageKey,
-				check, s.At.Add(-window).Unix())
+				check, s.At.Add(-window).Unix(), d.relay)
 			if isConstraint(err) {
 				return fmt.Errorf("%w: send id %d", store.ErrDuplicate, s.ID)
 			}
@@ -493,7 +500,7 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("sqlitestore: %s: %w", op, err)
 }
 
-const sendCols = `s.id, sc.name, st.name, s.recipient, s.queue_id, s.at, s.message_key
+const sendCols = `s.id, sc.name, st.name, s.recipient, s.queue_id, s.at, s.message_key, s.relay
 FROM sends s JOIN names sc ON sc.id = s.scope_id JOIN names st ON st.id = s.stream_id`
 
 // The sends of a queue ID, and of a message key since a time. The tests
@@ -507,7 +514,7 @@ const (
 func scanSend(row interface{ Scan(...any) error }) (store.Send, error) {
 	var s store.Send
 	var id, at int64
-	err := row.Scan(&id, &s.Scope, &s.Stream, &s.Recipient, &s.QueueID, &at, &s.MessageKey)
+	err := row.Scan(&id, &s.Scope, &s.Stream, &s.Recipient, &s.QueueID, &at, &s.MessageKey, &s.Relay)
 	s.ID, s.At = uint64(id), time.Unix(at, 0).UTC()
 	return s, err
 }
@@ -617,8 +624,8 @@ func bool01(b bool) int {
 }
 
 const insertEventSQL = `INSERT INTO events (at, type, scope_id, stream_id, address, send_id, reason, hard,
-	status, reply_code, diagnostic, feedback_type, reporting_mta, source, key)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	status, reply_code, diagnostic, feedback_type, reporting_mta, source, key, relay)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO NOTHING`
 
 // insertEvent appends ev inside tx; it returns ErrDuplicate when ev.Key
@@ -641,7 +648,7 @@ func (d *DB) insertEvent(ctx context.Context, tx *sql.Tx, ev store.Event, pend *
 	}
 	res, err := tx.ExecContext(ctx, insertEventSQL, ev.At.Unix(), string(ev.Type), scope, stream, ev.Address,
 		nullSend(ev.SendID), ev.Reason, bool01(ev.Hard), ev.Status, ev.ReplyCode, ev.Diagnostic,
-		ev.FeedbackType, ev.ReportingMTA, ev.Source, nullString(ev.Key))
+		ev.FeedbackType, ev.ReportingMTA, ev.Source, nullString(ev.Key), d.relay)
 	if err != nil {
 		return 0, err
 	}
@@ -877,7 +884,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
 				cause = *e.Cause
 			}
 			r, err := evs.ExecContext(ctx, at.Unix(), string(store.Imported), sc, nullID(st, st != 0), e.Address, nil,
-				string(e.Reason), 0, "", "", cause.Diagnostic, "", "", cause.Source, nil)
+				string(e.Reason), 0, "", "", cause.Diagnostic, "", "", cause.Source, nil, d.relay)
 			if err != nil {
 				return err
 			}
@@ -980,13 +987,14 @@ func nullIDOr(id uint32, ok bool) int64 {
 }
 
 const eventCols = `e.id, e.at, e.type, COALESCE(esc.name, ''), COALESCE(est.name, ''), e.address, COALESCE(e.send_id, 0),
-	e.reason, e.hard, e.status, e.reply_code, e.diagnostic, e.feedback_type, e.reporting_mta, e.source, COALESCE(e.key, '')`
+	e.reason, e.hard, e.status, e.reply_code, e.diagnostic, e.feedback_type, e.reporting_mta, e.source, COALESCE(e.key, ''),
+	COALESCE(e.relay, '')`
 
 const eventJoins = ` LEFT JOIN names esc ON esc.id = e.scope_id LEFT JOIN names est ON est.id = e.stream_id`
 
 func eventDest(ev *store.Event, at, send *int64, hard *int) []any {
 	return []any{&ev.ID, at, &ev.Type, &ev.Scope, &ev.Stream, &ev.Address, send, &ev.Reason, hard,
-		&ev.Status, &ev.ReplyCode, &ev.Diagnostic, &ev.FeedbackType, &ev.ReportingMTA, &ev.Source, &ev.Key}
+		&ev.Status, &ev.ReplyCode, &ev.Diagnostic, &ev.FeedbackType, &ev.ReportingMTA, &ev.Source, &ev.Key, &ev.Relay}
 }
 
 func finishEvent(ev *store.Event, at, send int64, hard int) {

@@ -40,11 +40,11 @@ func (d *DB) SetThrottles(ctx context.Context, ts []store.Throttle) error {
 		}
 	}
 	err := d.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM throttles"); err != nil {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM throttles WHERE relay = ?", d.relay); err != nil {
 			return err
 		}
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO throttles (destination, scope, state, rate, since, until,
-	tempfails, successes, reason, reply, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	tempfails, successes, reason, reply, updated, relay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
@@ -55,7 +55,7 @@ func (d *DB) SetThrottles(ctx context.Context, ts []store.Throttle) error {
 				until = t.Until.Unix()
 			}
 			_, err := ins.ExecContext(ctx, t.Destination, t.Scope, t.State, t.Rate, t.Since.Unix(), until,
-				t.Tempfails, t.Successes, t.Reason, t.Reply, t.Updated.Unix())
+				t.Tempfails, t.Successes, t.Reason, t.Reply, t.Updated.Unix(), d.relay)
 			if isConstraint(err) {
 				return fmt.Errorf("%w: throttle for %s scope %q given twice", store.ErrInvalid, t.Destination, t.Scope)
 			}
@@ -74,7 +74,7 @@ func (d *DB) SetThrottles(ctx context.Context, ts []store.Throttle) error {
 // Throttles implements store.Store.
 func (d *DB) Throttles(ctx context.Context) ([]store.Throttle, error) {
 	rows, err := d.r.QueryContext(ctx, `SELECT destination, scope, state, rate, since, until, tempfails, successes,
-	reason, reply, updated FROM throttles ORDER BY destination, scope`)
+	reason, reply, updated, relay FROM throttles ORDER BY destination, scope, relay`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: list throttles: %w", err)
 	}
@@ -84,7 +84,7 @@ func (d *DB) Throttles(ctx context.Context) ([]store.Throttle, error) {
 		var t store.Throttle
 		var since, until, updated int64
 		if err := rows.Scan(&t.Destination, &t.Scope, &t.State, &t.Rate, &since, &until, &t.Tempfails, &t.Successes,
-			&t.Reason, &t.Reply, &updated); err != nil {
+			&t.Reason, &t.Reply, &updated, &t.Relay); err != nil {
 			return nil, fmt.Errorf("sqlitestore: list throttles: %w", err)
 		}
 		t.Since, t.Updated = time.Unix(since, 0).UTC(), time.Unix(updated, 0).UTC()
