@@ -152,15 +152,110 @@ func delimiter(line, dash []byte) (ok, closing bool) {
 	return true, closing
 }
 
+// parts yields the parts of a multipart body (RFC 2046 §5.1.1).
+type parts interface {
+	// next returns the next part, io.EOF after the last one. It
+	// discards whatever the caller left unread of the previous part.
+	next() (lineSource, error)
+	// preamble returns the body kept when no delimiter was found at all.
+	preamble() []byte
+}
+
+// newParts splits a multipart body into parts, keeping at most keep bytes
+// of a body that has no delimiter. A body in memory is split with a
+// search for the delimiters rather than line by line.
+func newParts(src lineSource, boundary string, keep int) parts {
+	if m, ok := src.(*memSource); ok && !m.has {
+		p := &memParts{b: m.b[m.off:], dash: []byte("--" + boundary), keep: keep}
+		m.off = len(m.b) // the parts take the rest
+		return p
+	}
+	return newMultipart(src, boundary, keep)
+}
+
+// memParts splits a multipart body held in memory.
+type memParts struct {
+	b       []byte
+	off     int // where the next part starts
+	dash    []byte
+	started bool
+	ended   bool
+	pre     []byte
+	keep    int
+	cur     memSource
+}
+
+func (m *memParts) preamble() []byte { return m.pre }
+
+func (m *memParts) next() (lineSource, error) {
+	if m.ended {
+		return nil, io.EOF
+	}
+	if !m.started {
+		m.started = true
+		start, end, closing, ok := findDelimiter(m.b, 0, m.dash)
+		if !ok {
+			m.ended = true
+			m.pre = m.b[:min(len(m.b), m.keep)]
+			return nil, io.EOF
+		}
+		_ = start
+		m.off = end
+		if closing {
+			m.ended = true
+			return nil, io.EOF
+		}
+	}
+	start, end, closing, ok := findDelimiter(m.b, m.off, m.dash)
+	if !ok {
+		// An unclosed last part runs to the end of the body.
+		m.cur = memSource{b: m.b[m.off:]}
+		m.ended = true
+		return &m.cur, nil
+	}
+	m.cur = memSource{b: m.b[m.off:start]}
+	m.off = end
+	m.ended = closing
+	return &m.cur, nil
+}
+
+// findDelimiter finds the first delimiter line for dash ("--" boundary)
+// at or after from: where it starts and ends (with its line ending), and
+// whether it is the close delimiter.
+func findDelimiter(b []byte, from int, dash []byte) (start, end int, closing, ok bool) {
+	for from < len(b) {
+		i := bytes.Index(b[from:], dash)
+		if i < 0 {
+			return 0, 0, false, false
+		}
+		at := from + i
+		if at > 0 && b[at-1] != '\n' {
+			from = at + 1
+			continue
+		}
+		end := len(b)
+		if j := bytes.IndexByte(b[at:], '\n'); j >= 0 {
+			end = at + j + 1
+		}
+		if d, c := delimiter(b[at:end], dash); d {
+			return at, end, c, true
+		}
+		from = at + 1
+	}
+	return 0, 0, false, false
+}
+
 // multipartSource splits a multipart body into parts.
 type multipartSource struct {
 	src      lineSource
 	dash     []byte
 	cur      *partSource
 	ended    bool
-	preamble []byte // kept when no delimiter is ever found
+	pre      []byte // kept when no delimiter is ever found
 	keep     int
 }
+
+func (m *multipartSource) preamble() []byte { return m.pre }
 
 func newMultipart(src lineSource, boundary string, keep int) *multipartSource {
 	return &multipartSource{src: src, dash: []byte("--" + boundary), keep: keep}
@@ -168,7 +263,7 @@ func newMultipart(src lineSource, boundary string, keep int) *multipartSource {
 
 // next returns the next part, io.EOF after the last one. It discards
 // whatever the caller left unread of the previous part.
-func (m *multipartSource) next() (*partSource, error) {
+func (m *multipartSource) next() (lineSource, error) {
 	if m.ended {
 		return nil, io.EOF
 	}
@@ -188,11 +283,11 @@ func (m *multipartSource) next() (*partSource, error) {
 					break
 				}
 			}
-			if len(m.preamble) < m.keep {
-				m.preamble = append(m.preamble, b...)
+			if len(m.pre) < m.keep {
+				m.pre = append(m.pre, b...)
 			}
 		}
-		m.preamble = nil
+		m.pre = nil
 		m.cur = &partSource{parent: m.src, dash: m.dash}
 		return m.cur, nil
 	}
@@ -209,6 +304,10 @@ func (m *multipartSource) next() (*partSource, error) {
 
 // drain reads src to its end.
 func drain(src lineSource) {
+	if m, ok := src.(*memSource); ok {
+		m.off, m.has = len(m.b), false
+		return
+	}
 	for {
 		if _, _, err := src.readLine(); err != nil {
 			return
@@ -241,6 +340,11 @@ func readerSource(r io.Reader) *bufSource { return newSmallSource(r) }
 
 // readSourceCapped reads src to its end and returns at most max bytes.
 func readSourceCapped(src lineSource, limit int) []byte {
+	if m, ok := src.(*memSource); ok && !m.has {
+		rest := m.b[m.off:]
+		m.off = len(m.b)
+		return append([]byte(nil), rest[:min(len(rest), max(limit, 0))]...)
+	}
 	out := make([]byte, 0, min(limit, 2048))
 	for {
 		b, _, err := src.readLine()
@@ -280,6 +384,10 @@ func (m *memSource) readLine() ([]byte, bool, error) {
 }
 
 func (m *memSource) unread(line []byte) {
+	if n := len(line); n > 0 && n <= m.off && &m.b[m.off-n] == &line[0] {
+		m.off -= n // the line just read: read it again
+		return
+	}
 	m.back = append(m.back[:0], line...)
 	m.has = true
 }
@@ -287,6 +395,11 @@ func (m *memSource) unread(line []byte) {
 // appendSourceCapped reads src to its end and appends at most limit bytes
 // of it to out.
 func appendSourceCapped(out []byte, src lineSource, limit int) []byte {
+	if m, ok := src.(*memSource); ok && !m.has {
+		rest := m.b[m.off:]
+		m.off = len(m.b)
+		return append(out, rest[:min(len(rest), max(limit, 0))]...)
+	}
 	n := 0
 	for {
 		b, _, err := src.readLine()

@@ -438,11 +438,7 @@ func isDSNFieldLine(t string) bool { return hasAnyPrefixFold(t, dsnFieldNames) }
 // isDelayReport reports whether a report says delivery is still being
 // tried rather than that it failed.
 func (m *mailView) isDelayReport() bool {
-	head := m.reportText()
-	if len(head) > 4096 {
-		head = head[:4096] // a warning says so at its start
-	}
-	ts := scanTags(head)
+	ts := m.report().headTags(4096) // a warning says so at its start
 	if ts.has(listTag(listDelayFailed)) {
 		return false
 	}

@@ -1,9 +1,11 @@
 package bouncepipe
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // errReader remembers the first error other than io.EOF that r returns,
@@ -29,14 +31,52 @@ func (e *errReader) Read(p []byte) (int, error) {
 // is returned with it.
 func Parse(r io.Reader, opt Options) (*Report, error) {
 	er := &errReader{r: r}
-	src := newBufSource(er)
-	c := walkMessage(src, opt.partCap(), opt.BounceDomain != "")
-	src.release()
+	bp := msgPool.Get().(*[]byte)
+	defer msgPool.Put(bp)
+	buf, whole := readUpTo(er, (*bp)[:0], maxInMemory)
+	*bp = buf[:0]
+	var c *collected
+	n := int64(len(buf))
+	if whole {
+		// The usual bounce: all of it in memory, parts found by search.
+		c = walkMessage(&memSource{b: buf}, opt.partCap(), opt.BounceDomain != "")
+	} else {
+		// A large one: read on line by line, keeping what is needed.
+		src := newBufSource(io.MultiReader(bytes.NewReader(buf), er))
+		c = walkMessage(src, opt.partCap(), opt.BounceDomain != "")
+		src.release()
+		n = src.n
+	}
 	rep := analyse(c, &opt)
 	if er.err != nil {
-		return rep, fmt.Errorf("bouncepipe: reading message after %d bytes: %w", src.n, er.err)
+		return rep, fmt.Errorf("bouncepipe: reading message after %d bytes: %w", n, er.err)
 	}
 	return rep, nil
+}
+
+// maxInMemory is the largest message read whole into memory; a larger
+// one is read line by line.
+const maxInMemory = 1 << 20
+
+// msgPool holds the buffers messages are read into.
+var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// readUpTo appends what r gives to buf, up to max bytes; whole reports
+// whether r ended (or failed) within them.
+func readUpTo(r io.Reader, buf []byte, max int) (b []byte, whole bool) {
+	for {
+		if len(buf) >= max {
+			return buf, false
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), max)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf, true
+		}
+	}
 }
 
 // analyse decides what the collected message is.

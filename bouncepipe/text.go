@@ -97,6 +97,14 @@ func (v *view) tags(from, to int) tagSet {
 	return ts
 }
 
+// headTags returns the tags of the phrases that start in the first n
+// bytes of the text.
+func (v *view) headTags(n int) tagSet {
+	v.words()
+	w := sort.Search(v.tok.n(), func(i int) bool { return int(v.tok.spans[2*i]) >= n })
+	return v.tags(0, w)
+}
+
 // all returns the tags of the whole text.
 func (v *view) all() tagSet { return v.words().tags(0, v.tok.n()) }
 

@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 text parts
+	"github.com/emersion/go-message/charset" // decode non-UTF-8 text parts
 	"github.com/emersion/go-message/textproto"
 )
 
@@ -45,7 +45,7 @@ var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b
 
 // walkMessage reads one message from src, keeping what the parsers need
 // and discarding the rest. It reads src to its end.
-func walkMessage(src *bufSource, partCap int, bodies bool) *collected {
+func walkMessage(src lineSource, partCap int, bodies bool) *collected {
 	c := &collected{cap: partCap, bodies: bodies}
 	sp := bodyPool.Get().(*[]byte)
 	c.scratch = (*sp)[:0]
@@ -94,8 +94,9 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 		if mt == "multipart/report" && c.reportType == "" {
 			c.reportType = strings.ToLower(params.reportType)
 		}
-		mp := newMultipart(body, params.boundary, c.room(c.cap))
+		mp := newParts(body, params.boundary, c.room(c.cap))
 		n := 0
+		plain := false // a text/plain alternative said something
 		for {
 			part, err := mp.next()
 			if err != nil {
@@ -103,16 +104,32 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 			}
 			n++
 			ph, _ := readHeader(part, maxHeaderBytes, false)
+			if mt == "multipart/alternative" {
+				// RFC 2046 §5.1.4: the parts say the same thing; the
+				// plain text is enough to read a report from.
+				pt, _ := contentType(&ph)
+				if plain && pt == "text/html" {
+					c.parts++
+					drain(part)
+					continue
+				}
+				if pt == "text/plain" {
+					texts := len(c.texts)
+					c.walk(&ph, part, depth+1)
+					plain = len(c.texts) > texts
+					continue
+				}
+			}
 			c.walk(&ph, part, depth+1)
 			if c.parts > maxParts {
 				break
 			}
 		}
-		if n == 0 && len(mp.preamble) > 0 {
+		if pre := mp.preamble(); n == 0 && len(pre) > 0 {
 			// No delimiter at all: the body is text after all, or
 			// parts under another boundary.
 			th := Header{fields: []Field{{"Content-Type", "text/plain"}}}
-			c.walk(&th, &memSource{b: mp.preamble}, depth+1)
+			c.walk(&th, &memSource{b: pre}, depth+1)
 		}
 	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
 		c.dsn = append(c.dsn, string(c.readBody(h, mt, params, body, c.cap)))
@@ -162,11 +179,114 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 // readBody decodes a part body and returns at most max bytes of it, in a
 // scratch buffer that the next readBody reuses.
 func (c *collected) readBody(h *Header, mt string, params mediaParams, body lineSource, max int) []byte {
-	d := decodedSourceOf(h, mt, params, body)
-	c.scratch = appendSourceCapped(c.scratch[:0], d.src, c.room(max))
-	d.done(body)
-	c.kept += len(c.scratch)
-	return c.scratch
+	limit := c.room(max)
+	out := c.scratch[:0]
+	// RFC 2045 §6: undo the transfer encoding; an unknown one leaves the
+	// bytes as they are.
+	switch enc := strings.TrimSpace(h.Get("Content-Transfer-Encoding")); {
+	case strings.EqualFold(enc, "quoted-printable"):
+		out = appendSourceCapped(out, &qpSource{src: body}, limit)
+	case strings.EqualFold(enc, "base64"):
+		out = appendBase64Capped(out, body, limit)
+	default:
+		out = appendSourceCapped(out, body, limit)
+	}
+	drain(body)
+	c.scratch = out
+	if strings.HasPrefix(mt, "text/") && needsCharset(params.charset, out) {
+		out = decodeCharset(params.charset, out, limit)
+	}
+	c.kept += len(out)
+	return out
+}
+
+// needsCharset reports whether text in charset cs must be decoded to read
+// as UTF-8: it is not declared ASCII or UTF-8 and has bytes outside
+// ASCII, or its charset encodes text in ASCII bytes of its own (ISO-2022,
+// UTF-7, UTF-16 and UTF-32, EBCDIC).
+func needsCharset(cs string, b []byte) bool {
+	switch {
+	case cs == "", strings.EqualFold(cs, "us-ascii"), strings.EqualFold(cs, "utf-8"), strings.EqualFold(cs, "utf8"), strings.EqualFold(cs, "ascii"):
+		return false
+	case hasPrefixFold(cs, "iso-2022"), hasPrefixFold(cs, "utf-7"), hasPrefixFold(cs, "utf7"), hasPrefixFold(cs, "utf-16"),
+		hasPrefixFold(cs, "utf-32"), hasPrefixFold(cs, "ucs"), hasPrefixFold(cs, "hz"), hasPrefixFold(cs, "ibm"),
+		hasPrefixFold(cs, "cp0"), hasPrefixFold(cs, "cp1"), hasPrefixFold(cs, "ebcdic"):
+		return true
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false // ASCII in an ASCII-compatible charset reads the same
+}
+
+// decodeCharset returns b decoded from charset cs to UTF-8, at most limit
+// bytes of it (RFC 2046 §4.1.2), or b itself when the charset is unknown.
+func decodeCharset(cs string, b []byte, limit int) []byte {
+	r, err := charset.Reader(cs, bytes.NewReader(b))
+	if err != nil {
+		return b
+	}
+	out, err := io.ReadAll(io.LimitReader(r, int64(limit)))
+	if err != nil && len(out) == 0 {
+		return b
+	}
+	return out
+}
+
+// base64Value maps the RFC 4648 §4 alphabet to its values, anything else
+// to 0xFF.
+var base64Value = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xFF
+	}
+	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// appendBase64Capped decodes a base64 body (RFC 2045 §6.8) to out, at
+// most limit bytes, and reads the rest. Characters outside the alphabet
+// (line breaks, spaces) are skipped, as the RFC says; decoding stops at
+// the padding.
+func appendBase64Capped(out []byte, src lineSource, limit int) []byte {
+	var quad [4]byte
+	n, start := 0, len(out)
+	done := false
+	for !done && len(out)-start < limit {
+		line, _, err := src.readLine()
+		if err != nil {
+			break
+		}
+		for _, ch := range line {
+			v := base64Value[ch]
+			if v == 0xFF {
+				if ch == '=' {
+					done = true
+					break
+				}
+				continue
+			}
+			quad[n] = v
+			n++
+			if n == 4 {
+				out = append(out, quad[0]<<2|quad[1]>>4, quad[1]<<4|quad[2]>>2, quad[2]<<6|quad[3])
+				n = 0
+			}
+		}
+	}
+	switch n {
+	case 2:
+		out = append(out, quad[0]<<2|quad[1]>>4)
+	case 3:
+		out = append(out, quad[0]<<2|quad[1]>>4, quad[1]<<4|quad[2]>>2)
+	}
+	if len(out)-start > limit {
+		out = out[:start+limit]
+	}
+	return out
 }
 
 // decoded is a part body with its transfer encoding and, for text, its
