@@ -247,12 +247,12 @@ func findDelimiter(b []byte, from int, dash []byte) (start, end int, closing, ok
 
 // multipartSource splits a multipart body into parts.
 type multipartSource struct {
-	src      lineSource
-	dash     []byte
-	cur      *partSource
-	ended    bool
-	pre      []byte // kept when no delimiter is ever found
-	keep     int
+	src   lineSource
+	dash  []byte
+	cur   *partSource
+	ended bool
+	pre   []byte // kept when no delimiter is ever found
+	keep  int
 }
 
 func (m *multipartSource) preamble() []byte { return m.pre }
