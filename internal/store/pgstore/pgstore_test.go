@@ -26,3 +26,13 @@ func TestSuite(t *testing.T) {
 		return open(t, srv.NewDatabase(t), Options{})
 	})
 }
+
+// TestShared runs the suite's tests of several handles (relays, and
+// writers at once) on one database.
+func TestShared(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	storetest.RunShared(t, func(t *testing.T) func(relay string) store.Store {
+		dsn := srv.NewDatabase(t)
+		return func(relay string) store.Store { return open(t, dsn, Options{Relay: relay, MaxConns: 4}) }
+	})
+}

@@ -34,6 +34,15 @@ func TestSuite(t *testing.T) {
 	})
 }
 
+// TestShared runs the suite's tests of several handles (relays, and
+// writers at once) on one file.
+func TestShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) func(relay string) store.Store {
+		path := filepath.Join(t.TempDir(), "s.db")
+		return func(relay string) store.Store { return open(t, path, Options{Relay: relay, BusyTimeout: 30 * time.Second}) }
+	})
+}
+
 func TestPragmas(t *testing.T) {
 	d := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
 	defer d.Close()

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -659,5 +661,303 @@ func testThrottles(t *testing.T, s store.Store) {
 	noErr(t, s.SetThrottles(ctx, nil))
 	if got := get(s.Throttles(ctx))(t); len(got) != 0 {
 		t.Errorf("after clearing: %+v", got)
+	}
+}
+
+// SharedOpener makes one fresh, empty store and returns a function that
+// opens a further handle on it writing as the given relay, as another
+// process or another relay of a fleet would. RunShared closes the
+// handles.
+type SharedOpener func(t *testing.T) func(relay string) store.Store
+
+// RunShared runs the tests that need several handles on one store at
+// once: relays, and concurrent writers (each handle its own connections,
+// as separate processes have).
+func RunShared(t *testing.T, open SharedOpener) {
+	tests := []struct {
+		name string
+		f    func(*testing.T, func(relay string) store.Store)
+	}{
+		{"Relays", testRelays},
+		{"ConcurrentNames", testConcurrentNames},
+		{"ConcurrentKeys", testConcurrentKeys},
+		{"ConcurrentSoftBounces", testConcurrentSoftBounces},
+		{"CursorsMissNothing", testCursors},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mk := open(t)
+			var handles []store.Store
+			defer func() {
+				for _, h := range handles {
+					h.Close()
+				}
+			}()
+			tc.f(t, func(relay string) store.Store {
+				h := mk(relay)
+				handles = append(handles, h)
+				return h
+			})
+		})
+	}
+}
+
+// testRelays: two relays on one store see one list and one set of names;
+// each keeps its own throttle state; what each wrote says who wrote it.
+func testRelays(t *testing.T, open func(string) store.Store) {
+	a, b := open("mx1"), open("mx2")
+	if a.Relay() != "mx1" || b.Relay() != "mx2" {
+		t.Fatalf("relays %q %q", a.Relay(), b.Relay())
+	}
+	sc := get(a.ID(ctx, store.ScopeName, "acme"))(t)
+	if got := get(b.ID(ctx, store.ScopeName, "acme"))(t); got != sc {
+		t.Errorf("acme is %d on mx1 and %d on mx2", sc, got)
+	}
+	st := get(b.ID(ctx, store.StreamName, "news"))(t)
+	if n := get(a.Name(ctx, store.StreamName, st))(t); n != "news" {
+		t.Errorf("mx1 reads stream %d as %q", st, n)
+	}
+
+	day := 24 * time.Hour
+	noErr(t, a.AddSend(ctx, store.Send{ID: 1, Scope: "acme", Stream: "news", Recipient: "a@example.com", At: t0}))
+	noErr(t, b.AddSend(ctx, store.Send{ID: 2, Scope: "acme", Stream: "news", Recipient: "b@example.com", At: t0}))
+	noErr(t, b.AddSend(ctx, store.Send{ID: 3, Scope: "acme", Stream: "news", Recipient: "c@example.com", At: t0}))
+	if s := get(b.Send(ctx, 1))(t); s.Relay != "mx1" {
+		t.Errorf("send 1 read on mx2: relay %q, want mx1", s.Relay)
+	}
+	sum := get(a.SendDays(ctx, t0.Truncate(day), t0.Add(day)))(t)
+	if len(sum) != 1 || sum[0].Sent != 3 || sum[0].Relay != "" {
+		t.Errorf("SendDays (the fleet) = %+v", sum)
+	}
+	split := get(a.SendDaysByRelay(ctx, t0.Truncate(day), t0.Add(day)))(t)
+	if len(split) != 2 || split[0].Relay != "mx1" || split[0].Sent != 1 || split[1].Relay != "mx2" || split[1].Sent != 2 {
+		t.Errorf("SendDaysByRelay = %+v", split)
+	}
+
+	// A bounce taken in by mx1 suppresses on mx2, at once.
+	r := get(a.Record(ctx, bounce("bob@example.com", "mx1-bounce", t0), hardChange("bob@example.com")))(t)
+	e, ok, err := b.Lookup(ctx, store.Query{Scope: "acme", Address: "bob@example.com", At: t0})
+	if err != nil || !ok || e.EventID != r.EventID {
+		t.Fatalf("mx2's lookup after mx1's bounce: %+v %v %v", e, ok, err)
+	}
+	if _, err := b.Record(ctx, bounce("bob@example.com", "mx1-bounce", t0), hardChange("bob@example.com")); !errors.Is(err, store.ErrDuplicate) {
+		t.Errorf("mx2 recording mx1's bounce again: %v, want ErrDuplicate", err)
+	}
+	var relays []string
+	noErr(t, b.Events(ctx, store.EventFilter{}, func(e store.Event) error { relays = append(relays, e.Relay); return nil }))
+	if fmt.Sprint(relays) != "[mx1]" {
+		t.Errorf("event relays %v", relays)
+	}
+
+	// Each relay replaces its own throttle state only.
+	th := func(dest string) store.Throttle {
+		return store.Throttle{Destination: dest, State: store.ThrottleLimited, Rate: 10, Since: t0, Reason: "tempfail", Updated: t0}
+	}
+	noErr(t, a.SetThrottles(ctx, []store.Throttle{th("google.com"), th("yahoo.com")}))
+	noErr(t, b.SetThrottles(ctx, []store.Throttle{th("google.com")}))
+	all := get(a.Throttles(ctx))(t)
+	var got []string
+	for _, x := range all {
+		got = append(got, x.Destination+"@"+x.Relay)
+	}
+	if fmt.Sprint(got) != "[google.com@mx1 google.com@mx2 yahoo.com@mx1]" {
+		t.Errorf("throttles = %v", got)
+	}
+	noErr(t, a.SetThrottles(ctx, nil))
+	if all := get(b.Throttles(ctx))(t); len(all) != 1 || all[0].Relay != "mx2" {
+		t.Errorf("after mx1 cleared its state: %+v", all)
+	}
+}
+
+// testConcurrentNames: relays interning the same new names at once all
+// get the same ids.
+func testConcurrentNames(t *testing.T, open func(string) store.Store) {
+	const handles, names = 4, 20
+	hs := make([]store.Store, handles)
+	for i := range hs {
+		hs[i] = open(fmt.Sprint("mx", i))
+	}
+	got := make([][]uint32, handles)
+	var wg sync.WaitGroup
+	for i, h := range hs {
+		wg.Go(func() {
+			for n := range names {
+				id, err := h.ID(ctx, store.ScopeName, fmt.Sprint("customer-", n))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[i] = append(got[i], id)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[uint32]bool{}
+	for n := range names {
+		for i := range hs {
+			if len(got[i]) != names || got[i][n] != got[0][n] {
+				t.Fatalf("name %d: ids differ between handles: %v", n, got)
+			}
+		}
+		if seen[got[0][n]] || got[0][n] == 0 || got[0][n] > 1<<21-1 {
+			t.Errorf("name %d got id %d (reused, zero or too large)", n, got[0][n])
+		}
+		seen[got[0][n]] = true
+	}
+}
+
+// testConcurrentKeys: every bounce is recorded twice at once, through
+// different handles (two relays' bounce pipes, or Postfix's log and the
+// DSN): each is recorded exactly once, the other attempt gets
+// ErrDuplicate, and nothing else is lost.
+func testConcurrentKeys(t *testing.T, open func(string) store.Store) {
+	const handles, perHandle = 4, 40
+	hs := make([]store.Store, handles)
+	for i := range hs {
+		hs[i] = open(fmt.Sprint("mx", i))
+	}
+	var ok, dup atomic.Int64
+	var wg sync.WaitGroup
+	for i, h := range hs {
+		for g := range 2 {
+			wg.Go(func() {
+				// Handle i records keys i*perHandle.. and its neighbour's,
+				// so every key is raced by two handles.
+				base := ((i + g) % handles) * perHandle
+				for k := range perHandle {
+					a := fmt.Sprintf("r%d@example.com", base+k)
+					ev := bounce(a, fmt.Sprint("key-", base+k), t0)
+					_, err := h.Record(ctx, ev, hardChange(a))
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case errors.Is(err, store.ErrDuplicate):
+						dup.Add(1)
+					default:
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	const keys = handles * perHandle
+	if ok.Load() != keys || dup.Load() != keys {
+		t.Errorf("%d recorded, %d duplicates; want %d and %d", ok.Load(), dup.Load(), keys, keys)
+	}
+	if n := countEvents(t, hs[0], store.EventFilter{}); n != keys {
+		t.Errorf("%d events, want %d", n, keys)
+	}
+	n := 0
+	noErr(t, hs[1].Suppressions(ctx, store.Filter{At: t0}, func(store.Suppression) error { n++; return nil }))
+	if n != keys {
+		t.Errorf("%d suppressions, want %d", n, keys)
+	}
+}
+
+// testConcurrentSoftBounces: soft bounces of distinct sends to one
+// recipient, recorded at once through several handles, are counted one
+// by one: each Record sees a different streak length, and exactly one of
+// them (the one that reaches the threshold) lists the address.
+func testConcurrentSoftBounces(t *testing.T, open func(string) store.Store) {
+	const handles, perHandle = 4, 10
+	const total = handles * perHandle
+	a := "full@example.com"
+	soft := store.Change{Op: store.CountSoftBounce, Scope: "acme", Address: a, TTL: time.Hour, MinBounces: total}
+	var mu sync.Mutex
+	lengths := map[int]int{}
+	listed := 0
+	var wg sync.WaitGroup
+	for i := range handles {
+		h := open(fmt.Sprint("mx", i))
+		wg.Go(func() {
+			for k := range perHandle {
+				send := uint64(1000 + i*perHandle + k)
+				ev := store.Event{At: t0, Type: store.Bounced, Scope: "acme", Address: a, SendID: send, Reason: "mailboxfull", Source: "bouncepipe"}
+				r, err := h.Record(ctx, ev, soft)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				lengths[r.Streak.Sends]++
+				if r.Changed {
+					listed++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for n := 1; n <= total; n++ {
+		if lengths[n] != 1 {
+			t.Errorf("streak length %d seen %d times, want once (all: %v)", n, lengths[n], lengths)
+			break
+		}
+	}
+	if listed != 1 {
+		t.Errorf("%d records listed the address, want 1", listed)
+	}
+}
+
+// testCursors: a reader that follows ListedSince and CountEvents from
+// the last id it saw, as the policy server's filter and the metrics do,
+// while several handles write at once, misses no listing and no event
+// (event ids must follow commit order).
+func testCursors(t *testing.T, open func(string) store.Store) {
+	const handles, perHandle = 4, 50
+	reader := open("reader")
+	stop := make(chan struct{})
+	seen := map[string]bool{}
+	var counted int64
+	var last, lastCount int64
+	follow := func() {
+		noErr(t, reader.ListedSince(ctx, last, func(a string, id int64) error {
+			seen[a] = true
+			last = id
+			return nil
+		}))
+		counts, next, err := reader.CountEvents(ctx, lastCount)
+		noErr(t, err)
+		for _, c := range counts {
+			counted += c.Count
+		}
+		lastCount = next
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			follow()
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range handles {
+		h := open(fmt.Sprint("mx", i))
+		wg.Go(func() {
+			for k := range perHandle {
+				a := fmt.Sprintf("c%d-%d@example.com", i, k)
+				if _, err := h.Record(ctx, bounce(a, "", t0), hardChange(a)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-done
+	follow() // what was committed after the reader's last pass
+	if len(seen) != handles*perHandle {
+		t.Errorf("the incremental reader saw %d listings, want %d", len(seen), handles*perHandle)
+	}
+	if counted != handles*perHandle {
+		t.Errorf("the incremental counts add up to %d events, want %d", counted, handles*perHandle)
 	}
 }
