@@ -39,7 +39,9 @@ func TestSuite(t *testing.T) {
 func TestShared(t *testing.T) {
 	storetest.RunShared(t, func(t *testing.T) func(relay string) store.Store {
 		path := filepath.Join(t.TempDir(), "s.db")
-		return func(relay string) store.Store { return open(t, path, Options{Relay: relay, BusyTimeout: 30 * time.Second}) }
+		return func(relay string) store.Store {
+			return open(t, path, Options{Relay: relay, BusyTimeout: 30 * time.Second})
+		}
 	})
 }
 
