@@ -74,6 +74,9 @@ type Store struct {
 	// cut) or "normal" (faster; survives a crash of senderkit but not of
 	// the machine). Default "full".
 	Synchronous string `toml:"synchronous"`
+
+	// The settings of a store shared by a fleet of relays (conf/store.go).
+	StoreShared
 }
 
 // Tokens configures the token keys.
@@ -209,6 +212,7 @@ func Default() *Config {
 			Path:        "senderkit.db",
 			BusyTimeout: Duration(5 * time.Second),
 			Synchronous: "full",
+			StoreShared: defaultStoreShared(),
 		},
 		Tokens: Tokens{KeyDir: "keys"},
 		Bounce: defaultBounce(),

@@ -14,7 +14,7 @@ import (
 
 // The definitions whose doc comments document the keys.
 //
-//go:embed config.go bounce.go milter.go policy.go http.go doctor.go
+//go:embed config.go bounce.go milter.go policy.go http.go doctor.go store.go
 var sources embed.FS
 
 // Example returns the commented example configuration: every key with

@@ -256,6 +256,7 @@ func (c *Config) complete(pos map[string]int) Errors {
 	if s := c.Store.Synchronous; s != "full" && s != "normal" {
 		l.add("store.synchronous", "%q: want \"full\" or \"normal\"", s)
 	}
+	c.Store.StoreShared.complete(l)
 	if c.Tokens.KeyDir == "" {
 		l.add("tokens.key_dir", "must not be empty")
 	}

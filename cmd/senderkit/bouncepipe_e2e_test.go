@@ -24,7 +24,6 @@ import (
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/internal/postfixlab"
 	"github.com/senderkit/senderkit/internal/store"
-	"github.com/senderkit/senderkit/internal/store/sqlitestore"
 	"github.com/senderkit/senderkit/internal/token"
 )
 
@@ -114,13 +113,13 @@ sender_domains = ["globex.example"]
 	if w.keys, err = token.LoadKeyring(w.cfg.KeyDir()); err != nil {
 		t.Fatal(err)
 	}
-	w.withStore(func(*sqlitestore.DB) {}) // create it
+	w.withStore(func(store.Store) {}) // create it
 	return w
 }
 
 // withStore opens the store as this (root) process, then gives every
 // file back to the pipe user.
-func (w *pipeWorld) withStore(f func(st *sqlitestore.DB)) {
+func (w *pipeWorld) withStore(f func(st store.Store)) {
 	w.t.Helper()
 	st, err := openStore(context.Background(), w.cfg)
 	if err != nil {
@@ -136,7 +135,7 @@ func (w *pipeWorld) send(scope, stream, rcpt string) (verp, tok string) {
 	w.t.Helper()
 	w.nextSend++
 	id := w.nextSend
-	w.withStore(func(st *sqlitestore.DB) {
+	w.withStore(func(st store.Store) {
 		ctx := context.Background()
 		sc, _ := st.ID(ctx, store.ScopeName, scope)
 		stID, _ := st.ID(ctx, store.StreamName, stream)
@@ -156,7 +155,7 @@ func (w *pipeWorld) lookup(scope, a string) (store.Suppression, bool) {
 	w.t.Helper()
 	var s store.Suppression
 	var ok bool
-	w.withStore(func(st *sqlitestore.DB) {
+	w.withStore(func(st store.Store) {
 		var err error
 		s, ok, err = st.Lookup(context.Background(), store.Query{Scope: scope, Address: a, At: time.Now()})
 		if err != nil {
@@ -169,7 +168,7 @@ func (w *pipeWorld) lookup(scope, a string) (store.Suppression, bool) {
 func (w *pipeWorld) events(f store.EventFilter) []store.Event {
 	w.t.Helper()
 	var out []store.Event
-	w.withStore(func(st *sqlitestore.DB) {
+	w.withStore(func(st store.Store) {
 		st.Events(context.Background(), f, func(e store.Event) error { out = append(out, e); return nil })
 	})
 	return out
@@ -387,7 +386,7 @@ func TestConcurrentBouncepipes(t *testing.T) {
 	bin := buildBinary(t)
 	type job struct{ verp, rcpt, msg string }
 	jobs := make([]job, n)
-	w.withStore(func(st *sqlitestore.DB) {
+	w.withStore(func(st store.Store) {
 		ctx := context.Background()
 		sc, _ := st.ID(ctx, store.ScopeName, "acme")
 		stID, _ := st.ID(ctx, store.StreamName, "bulk")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/internal/store"
+	"github.com/senderkit/senderkit/internal/store/pgstore"
 	"github.com/senderkit/senderkit/internal/store/sqlitestore"
 )
 
@@ -58,20 +59,33 @@ func (f *configFlags) load() (*conf.Config, error) {
 	return c, nil
 }
 
-// openStore opens the database the configuration names. The state
-// directory must exist: it says where the state is, and creating it in
-// the wrong place by accident would hide the real list.
-func openStore(ctx context.Context, c *conf.Config) (*sqlitestore.DB, error) {
+// openStore opens the database the configuration names: PostgreSQL when
+// store.dsn is set (a fleet's shared store), else the SQLite file. The
+// store writes under this host's relay name. The state directory must
+// exist: it says where the state is, and creating it in the wrong place
+// by accident would hide the real list.
+func openStore(ctx context.Context, c *conf.Config) (store.Store, error) {
 	if _, err := os.Stat(c.StateDir); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("state directory %s does not exist: run senderkit serve once, create it, or pass -state-dir", c.StateDir)
+	}
+	if c.Store.Shared() {
+		return pgstore.Open(ctx, c.Store.DSN, pgstore.Options{
+			Timeout:  c.Store.BusyTimeout.D(),
+			MaxConns: c.Store.MaxConns,
+			Relay:    c.RelayName(),
+		})
 	}
 	return sqlitestore.Open(ctx, c.StorePath(), sqlitestore.Options{
 		BusyTimeout: c.Store.BusyTimeout.D(),
 		Synchronous: c.Store.Synchronous,
+		Relay:       c.RelayName(),
 	})
 }
 
 // storeTimeout bounds a CLI command's use of the store.
 const storeTimeout = 5 * time.Minute
 
-var _ store.Store = (*sqlitestore.DB)(nil)
+var (
+	_ store.Store = (*sqlitestore.DB)(nil)
+	_ store.Store = (*pgstore.DB)(nil)
+)

@@ -179,7 +179,7 @@ func logConfig(log *slog.Logger, st *state) {
 		}
 		scopes = append(scopes, sc.Name+"["+strings.Join(streams, ",")+"]")
 	}
-	log.Info("configuration", "file", file, "state_dir", c.StateDir, "store", c.StorePath(),
+	log.Info("configuration", "file", file, "state_dir", c.StateDir, "store", c.StoreName(), "relay", c.RelayName(),
 		"token_keys", c.KeyDir(), "signing_key", st.keys.Signer(), "bounce_domain", c.Bounce.Domain,
 		"milter", string(c.Milter.Listen), "policy", string(c.Policy.Listen), "http", c.HTTP.Listen,
 		"scopes", strings.Join(scopes, " "))
