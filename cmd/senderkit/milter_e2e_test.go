@@ -94,6 +94,8 @@ listen = ""
 [http]
 listen = ""
 base_url = "https://unsub.example.net/u/"
+[metrics]
+listen = ""
 [[scope]]
 name = "acme"
 sender_domains = ["example.com"]
