@@ -6,6 +6,7 @@
 //	senderkit bouncepipe   read one returned message from Postfix's pipe(8)
 //	senderkit suppress     list, show, add, remove, import and export suppressions
 //	senderkit report       sender reports
+//	senderkit store        copy a single host's store into PostgreSQL (store migrate)
 //	senderkit dkim         DKIM keys
 //	senderkit check        validate a configuration file
 //	senderkit version      print the version
@@ -55,6 +56,7 @@ func commands() map[string]command {
 		"bouncepipe": {"read one returned message from Postfix's pipe(8)", (*cli).bouncepipe},
 		"suppress":   {"list, show, add, remove, import and export suppressions", (*cli).suppress},
 		"report":     {"sender reports", (*cli).report},
+		"store":      {"copy a single host's store into PostgreSQL for a fleet", (*cli).store},
 		"dkim":       {"DKIM keys", (*cli).dkim},
 		"check":      {"validate a configuration file", (*cli).check},
 		"version":    {"print the version", (*cli).version},
