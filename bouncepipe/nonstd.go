@@ -360,26 +360,25 @@ type lineRange struct{ from, to int }
 
 // segments gives each recipient the report lines that speak of it: from
 // each line naming it to the next line naming another recipient.
+// The mentions come in line order; the first one of a line names its
+// owner.
 func segments(v *view, ms []mention, rcpts []string) map[string][]lineRange {
-	owner := make([]string, v.lines())
+	out := make(map[string][]lineRange, len(rcpts))
+	cur, start, last := "", 0, -1
 	for _, x := range ms {
-		if owner[x.line] == "" && contains(rcpts, x.addr) {
-			owner[x.line] = x.addr
+		if x.line == last || !contains(rcpts, x.addr) {
+			continue
+		}
+		last = x.line
+		if x.addr != cur {
+			if cur != "" {
+				out[cur] = append(out[cur], lineRange{start, x.line})
+			}
+			cur, start = x.addr, x.line
 		}
 	}
-	out := make(map[string][]lineRange, len(rcpts))
-	cur, start := "", 0
-	for l := 0; l <= v.lines(); l++ {
-		o := ""
-		if l < v.lines() {
-			o = owner[l]
-		}
-		if l == v.lines() || o != "" && o != cur {
-			if cur != "" {
-				out[cur] = append(out[cur], lineRange{start, l})
-			}
-			cur, start = o, l
-		}
+	if cur != "" {
+		out[cur] = append(out[cur], lineRange{start, v.lines()})
 	}
 	return out
 }
@@ -452,15 +451,47 @@ func (m *mailView) isDelayReport() bool {
 // trimDiagnostic collapses white space and cuts at MaxDiagnostic bytes,
 // on a UTF-8 boundary.
 func trimDiagnostic(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= MaxDiagnostic {
-		return s
+	s = strings.TrimSpace(s)
+	if len(s) <= MaxDiagnostic && !hasSpaceRun(s) {
+		return s // nothing to collapse: no copy
 	}
-	cut := MaxDiagnostic
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
+	b := make([]byte, 0, min(len(s), MaxDiagnostic+4))
+	space := false
+	for i := 0; i < len(s) && len(b) < MaxDiagnostic+4; i++ {
+		c := s[i]
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' {
+			space = true
+			continue
+		}
+		if space {
+			b = append(b, ' ')
+			space = false
+		}
+		b = append(b, c)
 	}
-	return s[:cut]
+	if len(b) > MaxDiagnostic {
+		cut := MaxDiagnostic
+		for cut > 0 && b[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		b = b[:cut]
+	}
+	return string(b)
+}
+
+// hasSpaceRun reports whether s has white space other than single spaces.
+func hasSpaceRun(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\t', '\n', '\r', '\v', '\f':
+			return true
+		case ' ':
+			if i+1 < len(s) && s[i+1] == ' ' {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // commandWords are how reports name the SMTP command a reply answered

@@ -122,6 +122,8 @@ func analyse(c *collected, opt *Options) *Report {
 		classify(&rep.Records[i], x)
 	}
 	rep.Tokens = findTokens(rep, c, opt)
+	m.reportView.release()
+	m.reportView = nil
 	if opt.isUnsubscribeAddress(opt.Recipient) && (rep.Kind == Human || rep.Kind == AutoReply || rep.Kind == Unknown) {
 		m.unsubscribe()
 	}

@@ -48,8 +48,18 @@ type matcher struct {
 	root    *node
 	ntags   int
 	// first has a bit for the first two bytes of every word that starts
-	// a phrase, so most words of a text cost no map lookup.
+	// a phrase, so most words of a text cost no lookup.
 	first [1 << 16 / 64]uint64
+	// vocab numbers every word the phrases spell out; a text's words are
+	// looked up in it once each, and the trie is walked by number.
+	vocab map[string]int32
+	// inVocab has a bit for the first two bytes of every vocab word.
+	inVocab [1 << 16 / 64]uint64
+	// rootByID is the root's edges by word number.
+	rootByID []*node
+	// preFirst has a bit for the first two bytes of every word prefix
+	// that starts a phrase ("spam*").
+	preFirst [1 << 16 / 64]uint64
 }
 
 // firstKey is the filter key of a word: its first two bytes.
@@ -68,10 +78,15 @@ func (m *matcher) mayStart(w []byte) bool {
 
 // node is one word position in the trie.
 type node struct {
-	next map[string]*node // the next word
-	pre  []preEdge        // the next word starts with
-	gap  *node            // after up to maxGap words
-	ends []int32          // phrases that end here
+	next []edge    // the next word, by number
+	pre  []preEdge // the next word starts with
+	gap  *node     // after up to maxGap words
+	ends []int32   // phrases that end here
+}
+
+type edge struct {
+	id int32
+	to *node
 }
 
 type preEdge struct {
@@ -79,14 +94,31 @@ type preEdge struct {
 	to     *node
 }
 
-func newNode() *node { return &node{next: map[string]*node{}} }
+func newNode() *node { return &node{} }
+
+// wordID returns the number of a vocabulary word, adding it.
+func (m *matcher) wordID(w string) int32 {
+	id, ok := m.vocab[w]
+	if !ok {
+		id = int32(len(m.vocab))
+		m.vocab[w] = id
+		k := firstKey([]byte(w))
+		m.inVocab[k>>6] |= 1 << (k & 63)
+		if len(w) == 1 {
+			// A one-letter word ends the key at its own end.
+			k = int(w[0]) << 8
+			m.inVocab[k>>6] |= 1 << (k & 63)
+		}
+	}
+	return id
+}
 
 // newMatcher compiles phrases; lists[tag] are the phrases of that tag.
 func newMatcher(lists [][]string) *matcher {
 	if len(lists) > maxTags {
 		panic(fmt.Sprintf("bouncepipe: %d phrase lists, at most %d", len(lists), maxTags))
 	}
-	m := &matcher{root: newNode(), ntags: len(lists)}
+	m := &matcher{root: newNode(), ntags: len(lists), vocab: map[string]int32{}}
 	for tag, list := range lists {
 		for _, text := range list {
 			for _, toks := range expandPhrase(text) {
@@ -112,16 +144,30 @@ func newMatcher(lists [][]string) *matcher {
 				}
 				n := m.root
 				for _, t := range toks {
-					n = n.child(t)
+					n = n.child(m, t)
 				}
 				n.ends = append(n.ends, id)
 			}
 		}
 	}
+	for _, e := range m.root.pre {
+		k := firstKey([]byte(e.prefix))
+		m.preFirst[k>>6] |= 1 << (k & 63)
+		if len(e.prefix) == 1 {
+			for c := 0; c < 256; c++ {
+				k = int(e.prefix[0])<<8 | c
+				m.preFirst[k>>6] |= 1 << (k & 63)
+			}
+		}
+	}
+	m.rootByID = make([]*node, len(m.vocab))
+	for _, e := range m.root.next {
+		m.rootByID[e.id] = e.to
+	}
 	return m
 }
 
-func (n *node) child(t ptok) *node {
+func (n *node) child(m *matcher, t ptok) *node {
 	switch {
 	case t.gap:
 		if n.gap == nil {
@@ -138,11 +184,14 @@ func (n *node) child(t ptok) *node {
 		n.pre = append(n.pre, preEdge{t.word, c})
 		return c
 	}
-	c, ok := n.next[t.word]
-	if !ok {
-		c = newNode()
-		n.next[t.word] = c
+	id := m.wordID(t.word)
+	for _, e := range n.next {
+		if e.id == id {
+			return e.to
+		}
 	}
+	c := newNode()
+	n.next = append(n.next, edge{id, c})
 	return c
 }
 
@@ -206,7 +255,47 @@ func normWord(w string) string {
 type tokens struct {
 	buf   []byte  // the text, ASCII lower-cased, same length
 	spans []int32 // start, end of each word in buf
+	// ids memoises each word's vocabulary number: 0 not looked up yet,
+	// -1 not in the vocabulary, else number + 1.
+	ids []int32
 }
+
+// id returns the vocabulary number of word i, or -1.
+func (t *tokens) id(m *matcher, i int) int32 {
+	if v := t.ids[i]; v != 0 {
+		if v < 0 {
+			return -1
+		}
+		return v - 1
+	}
+	w := t.wordBytes(i)
+	k := firstKey(w)
+	v := int32(-1)
+	if m.inVocab[k>>6]&(1<<(k&63)) != 0 {
+		if id, ok := m.vocab[string(w)]; ok {
+			v = id + 1
+		}
+	}
+	t.ids[i] = v
+	if v < 0 {
+		return -1
+	}
+	return v - 1
+}
+
+// lowerByte lower-cases ASCII letters; wordByte marks the bytes of words
+// (isWordByte), both by table for the tokenizer's inner loop.
+var lowerByte, wordByte = func() (lo [256]byte, word [256]bool) {
+	for i := range lo {
+		c := byte(i)
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lo[i] = c
+		word[i] = isWordByte(byte(i))
+	}
+	return
+}()
 
 func isWordByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 0x80 || c == '\''
@@ -222,13 +311,21 @@ func (t *tokens) reset(s string) {
 		t.spans = make([]int32, 0, len(s)/3+2)
 	}
 	t.spans = t.spans[:0]
+	t.ids = t.ids[:0]
 	start := -1
+	buf := t.buf
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
+		c := lowerByte[s[i]]
+		buf[i] = c
+		if wordByte[c] {
+			if start < 0 {
+				if c == '\'' {
+					continue // an apostrophe starts no word
+				}
+				start = i
+			}
+			continue
 		}
-		t.buf[i] = c
 		if c == '@' && start >= 0 && i+1 < len(s) && isDomainByte(s[i+1]) {
 			// An address is one word, so that no phrase runs through
 			// its parts.
@@ -242,12 +339,6 @@ func (t *tokens) reset(s string) {
 			}
 			t.endWord(start, i+1)
 			start = -1
-			continue
-		}
-		if isWordByte(c) && !(c == '\'' && start < 0) {
-			if start < 0 {
-				start = i
-			}
 			continue
 		}
 		if c == '-' && start >= 0 && i-start == 1 && i+1 < len(s) && isLetter(s[i+1]) {
@@ -304,22 +395,36 @@ type hit struct {
 // findAll appends to hits every phrase that starts among words
 // [from, to) of t, in text order.
 func (m *matcher) findAll(t *tokens, from, to int, hits []hit) []hit {
+	if n := t.n(); len(t.ids) != n {
+		if cap(t.ids) < n {
+			t.ids = make([]int32, n)
+		}
+		t.ids = t.ids[:n]
+		clear(t.ids)
+	}
 	for i := from; i < to; i++ {
 		w := t.wordBytes(i)
 		if !m.mayStart(w) {
 			continue
 		}
-		c := m.root.next[string(w)]
-		if c == nil && len(m.root.pre) == 0 {
+		var c *node
+		if id := t.id(m, i); id >= 0 {
+			c = m.rootByID[id]
+		}
+		k := firstKey(w)
+		pre := m.preFirst[k>>6]&(1<<(k&63)) != 0
+		if c == nil && !pre {
 			continue
 		}
 		start := len(hits)
 		if c != nil {
-			hits = c.walk(t, i+1, int32(i), hits)
+			hits = c.walk(m, t, i+1, int32(i), hits)
 		}
-		for _, e := range m.root.pre {
-			if len(w) >= len(e.prefix) && string(w[:len(e.prefix)]) == e.prefix {
-				hits = e.to.walk(t, i+1, int32(i), hits)
+		if pre {
+			for _, e := range m.root.pre {
+				if len(w) >= len(e.prefix) && string(w[:len(e.prefix)]) == e.prefix {
+					hits = e.to.walk(m, t, i+1, int32(i), hits)
+				}
 			}
 		}
 		hits = dedupe(hits, start)
@@ -351,24 +456,33 @@ func dedupe(hits []hit, start int) []hit {
 
 // walk appends the phrases that match from the trie node n, the next word
 // being i, each as starting at word at.
-func (n *node) walk(t *tokens, i int, at int32, hits []hit) []hit {
+func (n *node) walk(m *matcher, t *tokens, i int, at int32, hits []hit) []hit {
 	for _, id := range n.ends {
 		hits = append(hits, hit{id, at})
 	}
 	if i < t.n() {
-		w := t.wordBytes(i)
-		if c := n.next[string(w)]; c != nil {
-			hits = c.walk(t, i+1, at, hits)
+		if len(n.next) > 0 {
+			if id := t.id(m, i); id >= 0 {
+				for _, e := range n.next {
+					if e.id == id {
+						hits = e.to.walk(m, t, i+1, at, hits)
+						break
+					}
+				}
+			}
 		}
-		for _, e := range n.pre {
-			if len(w) >= len(e.prefix) && string(w[:len(e.prefix)]) == e.prefix {
-				hits = e.to.walk(t, i+1, at, hits)
+		if len(n.pre) > 0 {
+			w := t.wordBytes(i)
+			for _, e := range n.pre {
+				if len(w) >= len(e.prefix) && string(w[:len(e.prefix)]) == e.prefix {
+					hits = e.to.walk(m, t, i+1, at, hits)
+				}
 			}
 		}
 	}
 	if n.gap != nil {
 		for g := 0; g <= maxGap && i+g <= t.n(); g++ {
-			hits = n.gap.walk(t, i+g, at, hits)
+			hits = n.gap.walk(m, t, i+g, at, hits)
 		}
 	}
 	return hits

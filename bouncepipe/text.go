@@ -3,6 +3,7 @@ package bouncepipe
 import (
 	"sort"
 	"strings"
+	"sync"
 )
 
 // view is a text read for phrases: where its lines start, and, once
@@ -16,9 +17,14 @@ type view struct {
 	hits     []hit   // all phrases found, in text order
 }
 
+// viewPool holds views, their buffers kept for the next text.
+var viewPool = sync.Pool{New: func() any { return new(view) }}
+
+// newView returns a view of text; release gives it back.
 func newView(text string) *view {
-	v := &view{text: text}
-	v.lineOff = append(make([]int32, 0, 16), 0)
+	v := viewPool.Get().(*view)
+	v.text, v.read = text, false
+	v.lineOff = append(v.lineOff[:0], 0)
 	for i := 0; i < len(text); {
 		j := strings.IndexByte(text[i:], '\n')
 		if j < 0 {
@@ -37,7 +43,10 @@ func (v *view) words() *view {
 	}
 	v.read = true
 	v.tok.reset(v.text)
-	v.lineWord = make([]int32, len(v.lineOff))
+	if cap(v.lineWord) < len(v.lineOff) {
+		v.lineWord = make([]int32, len(v.lineOff))
+	}
+	v.lineWord = v.lineWord[:len(v.lineOff)]
 	w := 0
 	n := v.tok.n()
 	for l, off := range v.lineOff {
@@ -46,8 +55,17 @@ func (v *view) words() *view {
 		}
 		v.lineWord[l] = int32(w)
 	}
-	v.hits = wording.findAll(&v.tok, 0, n, nil)
+	v.hits = wording.findAll(&v.tok, 0, n, v.hits[:0])
 	return v
+}
+
+// release gives v back for another text; v must not be used after.
+func (v *view) release() {
+	if v == nil || cap(v.tok.buf) > 1<<20 {
+		return // keep no buffer of a huge text
+	}
+	v.text = ""
+	viewPool.Put(v)
 }
 
 func (v *view) lines() int { return len(v.lineOff) }
