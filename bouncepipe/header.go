@@ -123,9 +123,10 @@ func (h *Header) Text(name string) string {
 // and returns an empty header, so that a message or part without a header
 // is read as all body. It reports whether any field was found.
 func readHeader(src lineSource, max int, top bool) (Header, bool) {
-	sb := scratchPool.Get().(*[]byte)
+	sb := scratchPool.Get().(*headerScratch)
 	defer scratchPool.Put(sb)
-	buf := (*sb)[:0] // unfolded fields, one a line
+	buf := sb.buf[:0]     // unfolded fields, one a line
+	spans := sb.spans[:0] // per field: name start, colon, value end
 	first := true
 	over := false // the header outgrew max: skip to its end
 	inField := false
@@ -138,6 +139,7 @@ func readHeader(src lineSource, max int, top bool) (Header, bool) {
 			// The rest of an over-long line.
 			if inField && !over && len(buf)+len(b) < max {
 				buf = append(buf, trimEOL(b)...)
+				spans[len(spans)-1] = int32(len(buf))
 			}
 			continue
 		}
@@ -159,13 +161,15 @@ func readHeader(src lineSource, max int, top bool) (Header, bool) {
 				if len(buf)+len(line) < max {
 					buf = append(buf, ' ')
 					buf = append(buf, bytes.TrimSpace(line)...)
+					spans[len(spans)-1] = int32(len(buf))
 				} else {
 					over = true
 				}
 			}
 			continue
 		}
-		if !isFieldLine(line) {
+		colon := fieldColon(line)
+		if colon < 0 {
 			if first {
 				if p, ok := src.(pushback); ok {
 					p.unread(line)
@@ -176,6 +180,10 @@ func readHeader(src lineSource, max int, top bool) (Header, bool) {
 			continue
 		}
 		first = false
+		if top && isTraceField(line) {
+			inField = false // nothing reads them: not kept
+			continue
+		}
 		if over || len(buf)+len(line) >= max {
 			over = true
 			inField = false
@@ -184,15 +192,57 @@ func readHeader(src lineSource, max int, top bool) (Header, bool) {
 		if len(buf) > 0 {
 			buf = append(buf, '\n')
 		}
+		start := len(buf)
 		buf = append(buf, trimEOL(line)...)
+		spans = append(spans, int32(start), int32(start+colon), int32(len(buf)))
 		inField = true
 	}
-	*sb = buf
-	return parseFields(string(buf)), len(buf) > 0
+	sb.buf, sb.spans = buf, spans
+	if len(spans) == 0 {
+		return Header{}, len(buf) > 0
+	}
+	str := string(buf)
+	h := Header{fields: make([]Field, len(spans)/3)}
+	for i := range h.fields {
+		ns, c, ve := spans[3*i], spans[3*i+1], spans[3*i+2]
+		h.fields[i] = Field{Name: strings.TrimRight(str[ns:c], " \t"), Value: strings.TrimSpace(str[c+1 : ve])}
+	}
+	return h, true
+}
+
+// headerScratch is what readHeader unfolds fields into.
+type headerScratch struct {
+	buf   []byte
+	spans []int32
+}
+
+// traceFields are the bulky fields relays add to a message's header
+// (RFC 5321 §4.4 trace fields, RFC 6376 signatures, RFC 8601 results,
+// RFC 8617 ARC sets, providers' own), lower-cased. The returned report's
+// own header is read for who sent it and what it says it is, never for
+// these, so they are not kept; the returned original keeps all of its.
+var traceFields = []string{"received:", "dkim-signature:", "arc-", "authentication-results:", "received-spf:",
+	"x-received:", "x-google-", "x-gm-", "domainkey-signature:", "x-ms-exchange-", "x-microsoft-antispam", "x-forefront-"}
+
+// isTraceField reports whether line starts a field of traceFields.
+func isTraceField(line []byte) bool {
+	switch line[0] | 0x20 {
+	case 'r', 'd', 'a', 'x':
+	default:
+		return false
+	}
+	for _, f := range traceFields {
+		if len(line) >= len(f) && bytes.EqualFold(line[:len(f)], []byte(f)) {
+			return true
+		}
+	}
+	return false
 }
 
 // scratchPool holds the buffers readHeader unfolds fields into.
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+var scratchPool = sync.Pool{New: func() any {
+	return &headerScratch{buf: make([]byte, 0, 4096), spans: make([]int32, 0, 96)}
+}}
 
 // parseFields splits unfolded "Name: value" lines into fields; the fields
 // share the one string.
@@ -238,6 +288,38 @@ func isFieldString(line string) bool {
 		}
 	}
 	return true
+}
+
+// fieldColon returns the index of the colon that ends a field name at the
+// start of line, or -1 (isFieldLine).
+func fieldColon(line []byte) int {
+	n := 0
+	for i, c := range line {
+		switch {
+		case c == ':':
+			if n > 0 {
+				return i
+			}
+			return -1
+		case c == ' ' || c == '\t':
+			if n == 0 {
+				return -1
+			}
+			for j, d := range line[i:] {
+				if d == ':' {
+					return i + j
+				}
+				if d != ' ' && d != '\t' {
+					return -1
+				}
+			}
+			return -1
+		case c < 33 || c > 126:
+			return -1
+		}
+		n++
+	}
+	return -1
 }
 
 // isFieldLine reports whether line starts "Name:" with a field name of
