@@ -9,15 +9,17 @@ import (
 	"github.com/senderkit/senderkit/internal/store"
 )
 
-const reportUsage = `[-since DATE|AGE] [-until DATE] [-format table|csv|json] [-section days|reasons|problems]
-       senderkit report throttle
+const reportUsage = `[-since DATE|AGE] [-until DATE] [-format table|csv|json] [-section days|reasons|problems] [-by-relay]
+       senderkit report throttle [-by-relay]
 
 The sender report covers the mail SENT in the period (default: the last 7
 days, UTC), per scope, stream and send day: sent, delivered, deferred,
 bounced hard and soft, sender problems, complaints, unsubscribes, and the
 complaint rate against delivered mail of that day (RFC 6449 4.3.2),
 flagged above 0.1% and 0.3%; then the top bounce reasons and the sender
-problems per destination. CSV holds one section at a time (-section).`
+problems per destination. CSV holds one section at a time (-section).
+A fleet of relays sharing one store is summed; -by-relay splits the days
+and the throttle state by the relay that sent the mail.`
 
 func (c *cli) report(args []string) int {
 	if len(args) > 0 && args[0] == "throttle" {
@@ -30,6 +32,7 @@ func (c *cli) report(args []string) int {
 	until := fs.String("until", "", "day after the last send day, a date; default: tomorrow")
 	format := fs.String("format", "table", "table, csv or json")
 	section := fs.String("section", report.SectionDays, "with -format csv: days, reasons or problems")
+	byRelay := fs.Bool("by-relay", false, "split the days by the relay that sent the mail (a fleet sharing one store)")
 	pos, code, ok := parseOrUsage(fs, args)
 	if !ok {
 		return code
@@ -61,7 +64,11 @@ func (c *cli) report(args []string) int {
 		return c.errorf(exitFailure, "report", "%v", err)
 	}
 	defer s.close()
-	r, err := report.Build(s.ctx, s.store, from, to)
+	build := report.Build
+	if *byRelay {
+		build = report.BuildByRelay
+	}
+	r, err := build(s.ctx, s.store, from, to)
 	if err != nil {
 		return c.errorf(exitFailure, "report", "%v", err)
 	}
@@ -81,11 +88,13 @@ func (c *cli) report(args []string) int {
 
 // reportThrottle shows the destinations the policy server throttles and
 // the scopes it suspended, as `senderkit serve` last saved them (within
-// a second of a change).
+// a second of a change). The relays of a fleet are summed (their rates
+// and counts added up), or shown one by one with -by-relay.
 func (c *cli) reportThrottle(args []string) int {
-	fs := c.newFlags("report throttle", "[-c FILE] [-state-dir DIR]")
+	fs := c.newFlags("report throttle", "[-c FILE] [-state-dir DIR] [-by-relay]")
 	var s suppressCmd
 	s.cf.register(fs)
+	byRelay := fs.Bool("by-relay", false, "one row per relay (a fleet sharing one store)")
 	if _, code, ok := parseOrUsage(fs, args); !ok {
 		return code
 	}
@@ -101,9 +110,18 @@ func (c *cli) reportThrottle(args []string) int {
 		fmt.Fprintln(c.stdout, "no destination is throttled")
 		return exitOK
 	}
+	if !*byRelay {
+		ts = fleetThrottles(ts)
+	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	if *byRelay {
+		fmt.Fprint(tw, "RELAY\t")
+	}
 	fmt.Fprintln(tw, "DESTINATION\tSCOPE\tSTATE\tRATE/MIN\tUNTIL\tSINCE\tTEMPFAILS\tDELIVERED\tREASON\tLAST REPLY")
 	for _, t := range ts {
+		if *byRelay {
+			fmt.Fprintf(tw, "%s\t", dash(t.Relay))
+		}
 		rate, until := "-", "-"
 		if t.State == store.ThrottleLimited {
 			rate = fmt.Sprintf("%.4g", t.Rate)
@@ -118,4 +136,37 @@ func (c *cli) reportThrottle(args []string) int {
 	fmt.Fprintf(c.stdout, "%d destination%s and scope%s held back, as of %s\n", len(ts), plural(len(ts), "", "s"), plural(len(ts), "", "s"),
 		ts[0].Updated.UTC().Format(time.RFC3339))
 	return exitOK
+}
+
+// fleetThrottles sums the relays' state per destination and scope: the
+// rates the relays accept add up to what the destination gets from the
+// fleet, and so do the counts; the window is the widest, the reason and
+// reply the latest.
+func fleetThrottles(ts []store.Throttle) []store.Throttle {
+	var out []store.Throttle
+	at := map[[2]string]int{}
+	for _, t := range ts {
+		k := [2]string{t.Destination, t.Scope}
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(out)
+			t.Relay = ""
+			out = append(out, t)
+			continue
+		}
+		s := &out[i]
+		s.Rate += t.Rate
+		s.Tempfails += t.Tempfails
+		s.Successes += t.Successes
+		if t.Since.Before(s.Since) {
+			s.Since = t.Since
+		}
+		if t.Until.After(s.Until) {
+			s.Until = t.Until
+		}
+		if t.Updated.After(s.Updated) {
+			s.Updated, s.Reason, s.Reply, s.State = t.Updated, t.Reason, t.Reply, t.State
+		}
+	}
+	return out
 }

@@ -14,7 +14,7 @@ func (s *server) policyPart() *part {
 		return nil
 	}
 	svc := &policyd.Service{
-		Store:  s.store,
+		Store:  ownThrottles{s.store},
 		Config: s.cfg,
 		Log:    s.logs.For("policy"),
 	}

@@ -24,8 +24,14 @@ func Rate(r *float64) string {
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "Mail sent from %s to %s (UTC), by send day\n\n", r.Since.Format(dayLayout), r.Until.Add(-time.Second).Format(dayLayout))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if r.ByRelay {
+		fmt.Fprint(tw, "RELAY\t")
+	}
 	fmt.Fprintln(tw, "SCOPE\tSTREAM\tDAY\tSENT\tDELIVERED\tDEFERRED\tHARD\tSOFT\tSENDER-PROBLEM\tCOMPLAINTS\tRATE\tUNSUBSCRIBES\tFLAG")
 	for _, d := range r.Days {
+		if r.ByRelay {
+			fmt.Fprintf(tw, "%s\t", d.Relay)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\n", d.Scope, d.Stream, d.Day.Format(dayLayout),
 			d.Sent, d.Delivered, d.Deferred, d.HardBounced, d.SoftBounced, d.SenderProblem, d.Complaints, Rate(d.ComplaintRate), d.Unsubscribes, d.Flag)
 	}
@@ -84,15 +90,23 @@ func (r *Report) WriteCSV(w io.Writer, section string) error {
 	cw := csv.NewWriter(w)
 	switch section {
 	case SectionDays, "":
-		cw.Write([]string{"scope", "stream", "day", "sent", "delivered", "deferred", "hard_bounced", "soft_bounced",
-			"sender_problem", "complaints", "complaint_rate", "unsubscribes", "flag"})
+		head := []string{"scope", "stream", "day", "sent", "delivered", "deferred", "hard_bounced", "soft_bounced",
+			"sender_problem", "complaints", "complaint_rate", "unsubscribes", "flag"}
+		if r.ByRelay {
+			head = append([]string{"relay"}, head...)
+		}
+		cw.Write(head)
 		for _, d := range r.Days {
 			rate := ""
 			if d.ComplaintRate != nil {
 				rate = strconv.FormatFloat(*d.ComplaintRate, 'f', -1, 64)
 			}
-			cw.Write([]string{d.Scope, d.Stream, d.Day.Format(dayLayout), itoa(d.Sent), itoa(d.Delivered), itoa(d.Deferred),
-				itoa(d.HardBounced), itoa(d.SoftBounced), itoa(d.SenderProblem), itoa(d.Complaints), rate, itoa(d.Unsubscribes), d.Flag})
+			row := []string{d.Scope, d.Stream, d.Day.Format(dayLayout), itoa(d.Sent), itoa(d.Delivered), itoa(d.Deferred),
+				itoa(d.HardBounced), itoa(d.SoftBounced), itoa(d.SenderProblem), itoa(d.Complaints), rate, itoa(d.Unsubscribes), d.Flag}
+			if r.ByRelay {
+				row = append([]string{d.Relay}, row...)
+			}
+			cw.Write(row)
 		}
 	case SectionReasons:
 		cw.Write([]string{"scope", "reason", "kind", "copies"})
@@ -128,6 +142,7 @@ type jsonDay struct {
 	ComplaintRate *float64 `json:"complaint_rate"`
 	Unsubscribes  int      `json:"unsubscribes"`
 	Flag          string   `json:"flag,omitempty"`
+	Relay         string   `json:"relay,omitempty"` // with ByRelay
 }
 
 type jsonReason struct {
@@ -157,7 +172,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		Days: []jsonDay{}, Reasons: []jsonReason{}, Problems: []jsonProblem{}}
 	for _, d := range r.Days {
 		out.Days = append(out.Days, jsonDay{d.Scope, d.Stream, d.Day.Format(dayLayout), d.Sent, d.Delivered, d.Deferred,
-			d.HardBounced, d.SoftBounced, d.SenderProblem, d.Complaints, d.ComplaintRate, d.Unsubscribes, d.Flag})
+			d.HardBounced, d.SoftBounced, d.SenderProblem, d.Complaints, d.ComplaintRate, d.Unsubscribes, d.Flag, d.Relay})
 	}
 	for _, b := range r.Reasons {
 		out.Reasons = append(out.Reasons, jsonReason{b.Scope, b.Reason, hardSoft(b.Hard), b.Count})

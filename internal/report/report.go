@@ -39,15 +39,32 @@ type Day struct {
 // Report is the whole report.
 type Report struct {
 	Since, Until time.Time
-	Days         []Day
-	Reasons      []store.ReasonCount
-	Problems     []store.ProblemCount
+	// ByRelay says the days are split by the relay that sent the mail
+	// (Day.Relay), as BuildByRelay makes them; else they sum the fleet.
+	ByRelay  bool
+	Days     []Day
+	Reasons  []store.ReasonCount
+	Problems []store.ProblemCount
 }
 
-// Build reads the report of the mail sent in [since, until).
+// Build reads the report of the mail sent in [since, until), summed
+// over every relay that shares the store.
 func Build(ctx context.Context, st store.Store, since, until time.Time) (*Report, error) {
-	r := &Report{Since: since.UTC(), Until: until.UTC()}
+	return build(ctx, st, since, until, false)
+}
+
+// BuildByRelay is Build with each day split by the relay that sent the
+// mail (a fleet of relays sharing one store).
+func BuildByRelay(ctx context.Context, st store.Store, since, until time.Time) (*Report, error) {
+	return build(ctx, st, since, until, true)
+}
+
+func build(ctx context.Context, st store.Store, since, until time.Time, byRelay bool) (*Report, error) {
+	r := &Report{Since: since.UTC(), Until: until.UTC(), ByRelay: byRelay}
 	days, err := st.SendDays(ctx, since, until)
+	if byRelay {
+		days, err = st.SendDaysByRelay(ctx, since, until)
+	}
 	if err != nil {
 		return nil, err
 	}
