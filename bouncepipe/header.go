@@ -244,29 +244,6 @@ var scratchPool = sync.Pool{New: func() any {
 	return &headerScratch{buf: make([]byte, 0, 4096), spans: make([]int32, 0, 96)}
 }}
 
-// parseFields splits unfolded "Name: value" lines into fields; the fields
-// share the one string.
-func parseFields(s string) Header {
-	if s == "" {
-		return Header{}
-	}
-	h := Header{fields: make([]Field, 0, strings.Count(s, "\n")+1)}
-	for s != "" {
-		line := s
-		if i := strings.IndexByte(s, '\n'); i >= 0 {
-			line, s = s[:i], s[i+1:]
-		} else {
-			s = ""
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		h.fields = append(h.fields, Field{Name: strings.TrimRight(k, " \t"), Value: strings.TrimSpace(v)})
-	}
-	return h
-}
-
 // pushback is a lineSource that can take back one whole line.
 type pushback interface {
 	unread(line []byte)

@@ -89,7 +89,7 @@ func TestReadHeader(t *testing.T) {
 }
 
 func TestHeaderText(t *testing.T) {
-	h := parseFields("Subject: =?iso-8859-1?q?R=E9ponse_automatique?=\nFrom: =?utf-8?b?w6k=?= <x@example.com>")
+	h, _ := readHeader(&memSource{b: []byte("Subject: =?iso-8859-1?q?R=E9ponse_automatique?=\nFrom: =?utf-8?b?w6k=?= <x@example.com>\n\n")}, maxHeaderBytes, false)
 	if got := h.Text("Subject"); got != "Réponse automatique" {
 		t.Errorf("Subject = %q", got)
 	}

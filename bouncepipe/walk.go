@@ -514,21 +514,34 @@ func indexFold(s, sub string) int {
 	if lo >= 'a' && lo <= 'z' {
 		up = lo - ('a' - 'A')
 	}
-	for i := 0; i+len(sub) <= len(s); {
-		j := strings.IndexByte(s[i:], lo)
-		if up != lo {
-			if k := strings.IndexByte(s[i:], up); k >= 0 && (j < 0 || k < j) {
-				j = k
+	// The next place of each case of the first byte, found once each.
+	nextLo, nextUp := -2, -2
+	if up == lo {
+		nextUp = -1
+	}
+	last := len(s) - len(sub)
+	for i := 0; i <= last; {
+		if nextLo != -1 && nextLo < i {
+			if nextLo = strings.IndexByte(s[i:], lo); nextLo >= 0 {
+				nextLo += i
 			}
 		}
-		if j < 0 {
+		if nextUp != -1 && nextUp < i {
+			if nextUp = strings.IndexByte(s[i:], up); nextUp >= 0 {
+				nextUp += i
+			}
+		}
+		j := nextLo
+		if j < 0 || nextUp >= 0 && nextUp < j {
+			j = nextUp
+		}
+		if j < 0 || j > last {
 			return -1
 		}
-		i += j
-		if i+len(sub) <= len(s) && strings.EqualFold(s[i:i+len(sub)], sub) {
-			return i
+		if strings.EqualFold(s[j:j+len(sub)], sub) {
+			return j
 		}
-		i++
+		i = j + 1
 	}
 	return -1
 }
