@@ -393,7 +393,7 @@ var knownFields = []string{"reporting-mta", "arrival-date", "final-recipient", "
 // allocating, or the name lower-cased.
 func fieldName(name string) string {
 	for _, k := range knownFields {
-		if strings.EqualFold(name, k) {
+		if equalFoldASCII(name, k) {
 			return k
 		}
 	}

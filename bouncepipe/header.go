@@ -31,7 +31,7 @@ func (h *Header) Get(name string) string {
 		return ""
 	}
 	for _, f := range h.fields {
-		if strings.EqualFold(f.Name, name) {
+		if equalFoldASCII(f.Name, name) {
 			return f.Value
 		}
 	}
@@ -45,7 +45,7 @@ func (h *Header) Values(name string) []string {
 	}
 	var out []string
 	for _, f := range h.fields {
-		if strings.EqualFold(f.Name, name) {
+		if equalFoldASCII(f.Name, name) {
 			out = append(out, f.Value)
 		}
 	}
@@ -58,7 +58,7 @@ func (h *Header) Has(name string) bool {
 		return false
 	}
 	for _, f := range h.fields {
-		if strings.EqualFold(f.Name, name) {
+		if equalFoldASCII(f.Name, name) {
 			return true
 		}
 	}
@@ -249,6 +249,21 @@ type pushback interface {
 	unread(line []byte)
 }
 
+// equalFoldASCII reports whether a and b are equal ignoring the case of
+// ASCII letters, as field names and media types compare (RFC 5322 §1.2.2,
+// RFC 2045 §5.1).
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] != b[i] && lowerByte[a[i]] != lowerByte[b[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 // isFieldString is isFieldLine for a string.
 func isFieldString(line string) bool {
 	i := strings.IndexByte(line, ':')
@@ -397,7 +412,7 @@ var mediaTypes = []string{"text/plain", "text/html", "multipart/mixed", "multipa
 // mediaTypeName returns t lower-cased, without a copy for the usual types.
 func mediaTypeName(t string) string {
 	for _, m := range mediaTypes {
-		if strings.EqualFold(t, m) {
+		if equalFoldASCII(t, m) {
 			return m
 		}
 	}

@@ -251,8 +251,18 @@ var (
 	headerCore = []string{"received:", "return-path:", "message-id:", "mime-version:", "content-type:", "dkim-signature:", "delivered-to:", "x-", "arc-"}
 )
 
+// hasPrefixFold reports whether s starts with prefix, ignoring the case
+// of ASCII letters; prefix is lower-case ASCII.
 func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if lowerByte[s[i]] != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func hasAnyPrefixFold(s string, prefixes []string) bool {
