@@ -522,12 +522,9 @@ var commandByFirst = func() (idx [256][]int) {
 func commandIn(s string) string {
 	best := ""
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if i > 0 && isLetter(s[i-1]) {
+		c := lowerByte[s[i]]
+		if len(commandByFirst[c]) == 0 || i > 0 && isLetter(s[i-1]) {
 			continue
-		}
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
 		}
 		for _, k := range commandByFirst[c] {
 			if hasPrefixFold(s[i:], commandWords[k].words) {
