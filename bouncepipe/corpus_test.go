@@ -386,3 +386,22 @@ func dumpScores(t *testing.T, path string, all []scored) {
 		})
 	}
 }
+
+// TestCorpusStreamed: every corpus mail reads the same whole (as Parse
+// reads a mail of up to maxInMemory bytes) and line by line (as it reads
+// a larger one).
+func TestCorpusStreamed(t *testing.T) {
+	for _, b := range corpusFiles(t) {
+		whole, err := Parse(strings.NewReader(string(b)), fuzzOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streamed, err := parse(strings.NewReader(string(b)), fuzzOptions, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, s := reportText(whole), reportText(streamed); a != s {
+			t.Errorf("whole and line by line differ for the mail starting %q:\n%s\n%s", b[:min(len(b), 80)], a, s)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package bouncepipe
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +96,22 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse of in-memory input failed: %v", err)
 		}
 		checkReport(t, rep)
+		// A message too large to read whole is read line by line: the
+		// two ways must agree.
+		streamed, err := parse(bytes.NewReader(msg), fuzzOptions, 0)
+		if err != nil {
+			t.Fatalf("parsing line by line failed: %v", err)
+		}
+		if a, b := reportText(rep), reportText(streamed); a != b {
+			t.Fatalf("whole and line by line differ:\n%s\n%s", a, b)
+		}
 	})
+}
+
+// reportText writes a report and its original's header for comparison.
+func reportText(rep *Report) string {
+	b, _ := json.Marshal(rep)
+	return string(b) + fmt.Sprint(rep.Original.Fields())
 }
 
 // analyseOnly runs the analysis on parts as the MIME walk would have

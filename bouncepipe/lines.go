@@ -193,13 +193,12 @@ func (m *memParts) next() (lineSource, error) {
 	}
 	if !m.started {
 		m.started = true
-		start, end, closing, ok := findDelimiter(m.b, 0, m.dash)
+		_, end, closing, ok := findDelimiter(m.b, 0, m.dash)
 		if !ok {
 			m.ended = true
 			m.pre = m.b[:min(len(m.b), m.keep)]
 			return nil, io.EOF
 		}
-		_ = start
 		m.off = end
 		if closing {
 			m.ended = true

@@ -30,10 +30,15 @@ func (e *errReader) Read(p []byte) (int, error) {
 // Human. It returns an error only when reading r fails; the partial Report
 // is returned with it.
 func Parse(r io.Reader, opt Options) (*Report, error) {
+	return parse(r, opt, maxInMemory)
+}
+
+// parse is Parse reading messages of up to inMemory bytes whole.
+func parse(r io.Reader, opt Options, inMemory int) (*Report, error) {
 	er := &errReader{r: r}
 	bp := msgPool.Get().(*[]byte)
 	defer msgPool.Put(bp)
-	buf, whole := readUpTo(er, (*bp)[:0], maxInMemory)
+	buf, whole := readUpTo(er, (*bp)[:0], inMemory)
 	*bp = buf[:0]
 	var c *collected
 	n := int64(len(buf))
