@@ -143,12 +143,25 @@ func mentions(v *view, skip func(string) bool) []mention {
 		if indexFold(line, "mail from:") >= 0 || indexFold(line, "message-id") >= 0 || indexFold(line, "envelope-from") >= 0 {
 			continue
 		}
+		carry := -2
 		scanAddresses(line, func(start, end int) {
+			w := mentionWeight(line[:start])
+			if carry != -2 {
+				w, carry = carry, -2
+			}
+			if rest := strings.TrimLeft(line[end:], " \t"); strings.HasPrefix(rest, "<") {
+				if j := strings.IndexByte(rest, '>'); j > 0 && strings.IndexByte(rest[:j], '@') > 0 {
+					// "a@x <b@y>": RFC 5322 name-addr, the address is in
+					// the angle brackets; what comes before is its name.
+					carry = w
+					return
+				}
+			}
 			a := cleanAddress(line[start:end])
 			if a == "" || skip(a) {
 				return
 			}
-			if w := mentionWeight(line[:start]); w >= 0 {
+			if w >= 0 {
 				out = append(out, mention{line: l, addr: a, weight: w})
 			}
 		})
