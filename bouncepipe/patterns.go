@@ -166,6 +166,7 @@ var textRules = []textRule{
 		"couldn't|could not be found", "was not found", "recipnotfound", "recipientnotfound", "not listed in", "invalid final delivery",
 		"no valid recipients", "doesn't have a|an ~ account", "bad destination mailbox", "not our customer", "is not a known user",
 		"not an active address|user|mailbox", "does not have an account", "disabled or unknown",
+		"address is wrong", "address is? no longer valid",
 		"inconnu", "unbekannt", "desconocido", "inesistente", "sconosciuto", "onbekend", "nicht gefunden", "existiert nicht",
 		"n'existe pas", "no existe"),
 	rule("filtered", "message filtered", "filtered", "has restricted", "mailing list expansion"),
@@ -228,6 +229,7 @@ var textRules = []textRule{
 	// for policy reasons"); the status code, when it names something,
 	// says why.
 	weakRule("userunknown", "recipient address? rejected", "address rejected", "rejected recipient|address",
+		"recipient|recipients|address|addresses was|were rejected",
 		"user|mailbox|recipient|address|account|addressee ~ unavailable|available", "mailbox|mail box is? currently? unavailable|available"),
 }
 
