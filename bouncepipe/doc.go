@@ -15,7 +15,9 @@
 //
 // The package verifies nothing: a token is only a candidate until the
 // caller checks it with its key ring, so a forged token in a crafted bounce
-// changes nothing. Memory is bounded whatever the input: only the first
+// changes nothing. Memory is bounded whatever the input: a message of up
+// to 1 MiB is read into one reused buffer and its parts are found by
+// search; a larger one is read line by line. Either way only the first
 // kilobytes of each text part and of the returned original's header are
 // kept, the rest is read and discarded.
 package bouncepipe
