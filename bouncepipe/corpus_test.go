@@ -128,9 +128,13 @@ type scored struct {
 
 // scoreFile matches the records of one report to the labels of its file:
 // by recipient where both name one, else in order. A parsed:false label
-// (no parser could read the mail: not a bounce, or broken) is matched when
-// the report carries no failure or complaint record: Unknown, Human, an
-// auto-reply, or a report we could not attribute to any recipient.
+// says only that no parser of the labelling run produced a record: the
+// mail is not a bounce, is broken, or is a bounce in a form the parsers
+// do not know. It is scored strictly, as if it were not a bounce: it
+// agrees when the report carries no failure or complaint record (Unknown,
+// Human, an auto-reply, a delivery). A bounce we read where the labelling
+// parsers read nothing therefore counts as a miss in OVERALL; the
+// parser-labelled line leaves those records out.
 func scoreFile(labels []corpusLabel, rep *Report) []scored {
 	var out []scored
 	if len(labels) == 1 && !labels[0].Parsed {

@@ -46,6 +46,10 @@ func findReason(r *Record, x recordCtx) string {
 	}
 	byStatus := statusReason(r.Status)
 	precise := byStatus != "" && !isGenericStatus(r.Status)
+	// RFC 3463 §3: detail 0 is "other or undefined" within its subject;
+	// such a code gives way to words naming a reason anywhere in the
+	// rules, though not to vague ones.
+	detailed := precise && !strings.HasSuffix(r.Status, ".0")
 
 	// Each reason in turn, the specific before the general: the remote's
 	// reply names it, or the status code names it precisely.
@@ -56,7 +60,7 @@ func findReason(r *Record, x recordCtx) string {
 		if x.diag.has(i) {
 			return refine(tr.reason, r, x)
 		}
-		if precise && byStatus == tr.reason && !tr.early {
+		if detailed && byStatus == tr.reason && !tr.early {
 			return refine(byStatus, r, x)
 		}
 	}
