@@ -22,6 +22,7 @@ func (s *Server) finish(c *session, t *tx, m gomilter.Modifier) *gomilter.Respon
 	}
 	p := t.p
 	if p == nil {
+		s.stats.Messages.Add(1)
 		s.log.Debug("message passed unchanged", "queue_id", t.queueID)
 		return gomilter.RespAccept
 	}
@@ -59,6 +60,7 @@ func (s *Server) finish(c *session, t *tx, m gomilter.Modifier) *gomilter.Respon
 			}
 		}
 		if len(todo) == 0 {
+			s.stats.Discarded.Add(1)
 			s.log.Info("message discarded: a copy for every recipient was queued before (a retried submission)",
 				"queue_id", t.queueID, "message_key", key, "recipients", len(p.rcpts))
 			return gomilter.RespDiscard
@@ -87,7 +89,9 @@ func (s *Server) finish(c *session, t *tx, m gomilter.Modifier) *gomilter.Respon
 		return s.tempfail(t, "modifying the message: %v", err)
 	}
 
+	s.countSigned(sigs)
 	if p.scope == nil {
+		s.stats.Messages.Add(1)
 		s.log.Info("message signed", "queue_id", t.queueID, "dkim", describe(p))
 		return gomilter.RespAccept
 	}
@@ -101,6 +105,7 @@ func (s *Server) finish(c *session, t *tx, m gomilter.Modifier) *gomilter.Respon
 		return s.tempfail(t, "store: recording the send: %v", err)
 	}
 	if !added {
+		s.stats.Discarded.Add(1)
 		s.log.Info("message discarded: this recipient's copy was queued before (a retried submission)",
 			"queue_id", t.queueID, "message_key", key, "rcpt", send.Recipient)
 		return gomilter.RespDiscard
@@ -117,8 +122,19 @@ func (s *Server) finish(c *session, t *tx, m gomilter.Modifier) *gomilter.Respon
 	if p.copy != nil {
 		attrs = append(attrs, "copy_of", p.copy.origQueueID)
 	}
+	s.stats.Messages.Add(1)
+	s.stats.Tokens.Add(1)
+	s.stats.Copies.Add(int64(copies))
 	s.log.Info("message", append(attrs, "dkim", describe(p))...)
 	return gomilter.RespAccept
+}
+
+// countSigned counts a message's signatures.
+func (s *Server) countSigned(sigs []string) {
+	if len(sigs) > 0 {
+		s.stats.Signed.Add(1)
+		s.stats.Signatures.Add(int64(len(sigs)))
+	}
 }
 
 // describe lists a plan's signatures for the log: "d=example.com

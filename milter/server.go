@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
@@ -45,7 +46,23 @@ type Server struct {
 	sends   *sendLog
 	tickets tickets
 	srv     *gomilter.Server
+	stats   Stats
 }
+
+// Stats counts what the milter did, for metrics.
+type Stats struct {
+	Messages   atomic.Int64 // messages accepted, changed or not (each copy of a bulk message is one)
+	Signed     atomic.Int64 // messages that left with at least one DKIM signature
+	Signatures atomic.Int64 // DKIM signatures added
+	Tokens     atomic.Int64 // tokens issued: one per send row (per copy, or per message)
+	Copies     atomic.Int64 // copies queued for the other recipients of bulk messages
+	Discarded  atomic.Int64 // retried submissions discarded: their copies were queued before
+	TempFailed atomic.Int64 // messages answered 4xx (the store, a key, a bad table)
+	Rejected   atomic.Int64 // messages answered 5xx (no From, a header too large)
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() *Stats { return &s.stats }
 
 // actions are the modifications the milter makes: headers, the
 // envelope sender (VERP, SMFIF_CHGFROM, protocol v6) and, for a bulk

@@ -181,6 +181,9 @@ func (s *Server) reject(t *tx, code uint16, status, format string, a ...any) *go
 	level := "rejected"
 	if code < 500 {
 		level = "tempfailed"
+		s.stats.TempFailed.Add(1)
+	} else {
+		s.stats.Rejected.Add(1)
 	}
 	s.log.Warn("message "+level, "queue_id", t.queueID, "reply", fmt.Sprintf("%d %s", code, status), "reason", text)
 	// An SMTP reply is ASCII (RFC 5321 §4.2).

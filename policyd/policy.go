@@ -23,9 +23,27 @@ type Policy struct {
 	Grouper  *Grouper
 	Log      *slog.Logger
 	Now      func() time.Time
+	// Stats, if set, counts the decisions.
+	Stats *Stats
 
 	storeErrors  atomic.Int64 // failed lookups since the last report
 	lastErrorLog atomic.Int64 // unix nanoseconds
+}
+
+// Stats counts the policy server's decisions, for metrics.
+type Stats struct {
+	Requests    atomic.Int64 // RCPT requests decided
+	Refused     atomic.Int64 // suppressed recipients refused (5xx)
+	Discarded   atomic.Int64 // suppressed recipients discarded (suppressed_action = discard)
+	Held        atomic.Int64 // suppressed recipients held (suppressed_action = hold)
+	Throttled   atomic.Int64 // recipients deferred because their destination is throttled
+	StoreErrors atomic.Int64 // suppression lookups that failed
+}
+
+func (p *Policy) count(c func(*Stats) *atomic.Int64) {
+	if p.Stats != nil {
+		c(p.Stats).Add(1)
+	}
 }
 
 // Actions (Postfix access(5)).
@@ -42,6 +60,7 @@ func (p *Policy) Decide(ctx context.Context, req *Request) string {
 	if req.ProtocolState != "RCPT" || req.Recipient == "" {
 		return dunno
 	}
+	p.count(func(s *Stats) *atomic.Int64 { return &s.Requests })
 	cfg := p.Config()
 	rcpt, err := addr.Normalize(req.Recipient, addr.Options{CaseSensitiveLocal: cfg.Addresses.CaseSensitiveLocal})
 	if err != nil {
@@ -63,6 +82,7 @@ func (p *Policy) Decide(ctx context.Context, req *Request) string {
 		group := p.Grouper.Group(gctx, addr.Domain(rcpt))
 		cancel()
 		if v := p.Throttle.Admit(group, scope); !v.OK {
+			p.count(func(s *Stats) *atomic.Int64 { return &s.Throttled })
 			text := deferText(group, v)
 			p.Log.Info("deferred: destination throttled", "queue_id", req.QueueID, "instance", req.Instance,
 				"scope", scope, "recipient", rcpt, "destination", group, "reason", v.Reason, "retry", v.Retry.UTC().Format(time.RFC3339))
@@ -101,10 +121,13 @@ func (p *Policy) suppression(ctx context.Context, cfg *conf.Config, sc *conf.Sco
 		"recipient", rcpt, "entry", e.Address, "entry_scope", e.Scope, "reason", e.Reason, "action", sc.SuppressedAction)
 	switch sc.SuppressedAction {
 	case conf.ActionDiscard:
+		p.count(func(s *Stats) *atomic.Int64 { return &s.Discarded })
 		return "DISCARD " + text, true
 	case conf.ActionHold:
+		p.count(func(s *Stats) *atomic.Int64 { return &s.Held })
 		return "HOLD " + text, true
 	}
+	p.count(func(s *Stats) *atomic.Int64 { return &s.Refused })
 	// RFC 3463 §3.8: X.7.1 "delivery not authorized, message refused".
 	return "550 5.7.1 " + text, true
 }
@@ -112,6 +135,7 @@ func (p *Policy) suppression(ctx context.Context, cfg *conf.Config, sc *conf.Sco
 // storeError answers when the list cannot be read, as configured, and
 // says so loudly: every failure at first, then a count every 10 seconds.
 func (p *Policy) storeError(cfg *conf.Config, sc *conf.Scope, rcpt string, req *Request, err error) (string, bool) {
+	p.count(func(s *Stats) *atomic.Int64 { return &s.StoreErrors })
 	n := p.storeErrors.Add(1)
 	now := time.Now().UnixNano()
 	if last := p.lastErrorLog.Load(); now-last >= int64(10*time.Second) && p.lastErrorLog.CompareAndSwap(last, now) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/senderkit/senderkit/conf"
@@ -37,7 +38,20 @@ type Service struct {
 	// Filter is the in-memory suppression filter; Run makes one when nil.
 	Filter *Filter
 
-	throttle *Throttler
+	stats    Stats
+	throttle atomic.Pointer[Throttler]
+}
+
+// Stats returns the policy server's counters.
+func (s *Service) Stats() *Stats { return &s.stats }
+
+// Throttled returns how many destinations (and scopes at a destination)
+// are held back now.
+func (s *Service) Throttled() int {
+	if t := s.throttle.Load(); t != nil {
+		return len(t.Snapshot())
+	}
+	return 0
 }
 
 // saveEvery is how often a changed throttle state is written to the
@@ -55,12 +69,13 @@ func (s *Service) Run(ctx context.Context) error {
 	if res == nil {
 		res = configResolver{s.Config}
 	}
-	s.throttle = NewThrottler(func() *conf.Throttle { return &s.Config().Policy.Throttle }, now)
+	throttle := NewThrottler(func() *conf.Throttle { return &s.Config().Policy.Throttle }, now)
 	if ts, err := s.Store.Throttles(ctx); err != nil {
 		s.Log.Error("reading the saved throttle state failed; starting afresh", "err", err)
 	} else {
-		s.throttle.Restore(ts)
+		throttle.Restore(ts)
 	}
+	s.throttle.Store(throttle)
 	if s.Filter == nil {
 		s.Filter = &Filter{}
 	}
@@ -77,7 +92,7 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Go(func() { s.refreshFilter(ctx) })
 	wg.Go(func() { s.saveThrottle(ctx) })
 	if src := cfg.Policy.Maillog; src != "" {
-		d := &Deliveries{Store: s.Store, Config: s.Config, Throttle: s.throttle, Grouper: grouper, Log: s.Log, Now: now}
+		d := &Deliveries{Store: s.Store, Config: s.Config, Throttle: throttle, Grouper: grouper, Log: s.Log, Now: now}
 		f := follower(src, cfg.StateDir, s.Log)
 		s.Log.Info("following Postfix's log", "source", src)
 		wg.Go(func() {
@@ -89,7 +104,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var err error
 	if ln != nil {
 		srv := &Server{
-			Decider: &Policy{Store: s.Store, Config: s.Config, Filter: s.Filter, Throttle: s.throttle, Grouper: grouper, Log: s.Log, Now: now},
+			Decider: &Policy{Store: s.Store, Config: s.Config, Filter: s.Filter, Throttle: throttle, Grouper: grouper, Log: s.Log, Now: now, Stats: &s.stats},
 			Limits:  func() ServerLimits { return limitsOf(s.Config()) },
 			Log:     s.Log,
 		}
@@ -179,13 +194,14 @@ func (s *Service) saveThrottle(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		gen := s.throttle.Generation()
+		throttle := s.throttle.Load()
+		gen := throttle.Generation()
 		if gen == saved {
 			continue
 		}
-		snap := s.throttle.Snapshot()
+		snap := throttle.Snapshot()
 		if len(snap) == 0 && wasEmpty {
-			saved = s.throttle.Generation()
+			saved = throttle.Generation()
 			continue
 		}
 		if err := s.Store.SetThrottles(ctx, snap); err != nil {
@@ -194,7 +210,7 @@ func (s *Service) saveThrottle(ctx context.Context) {
 			}
 			continue
 		}
-		saved, wasEmpty = s.throttle.Generation(), len(snap) == 0
+		saved, wasEmpty = throttle.Generation(), len(snap) == 0
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/senderkit/senderkit/internal/store"
 	"github.com/senderkit/senderkit/internal/token"
 	"github.com/senderkit/senderkit/milter/dkim"
-	"github.com/senderkit/senderkit/unsubscribe"
 )
 
 // state is what a reload replaces, all of it or none of it.
@@ -58,7 +57,6 @@ type server struct {
 	store store.Store
 	logs  *logging.Set
 
-	unsubscribe *unsubscribe.Server // set by httpPart, for metrics
 	// collectors are the parts' counters for the metrics endpoint; a
 	// part adds its own when it is made.
 	collectors []prometheus.Collector

@@ -31,7 +31,18 @@ func (s *server) httpPart() *part {
 		Store:  s.store,
 		Log:    log,
 	}
-	s.unsubscribe = us
+	st := us.Stats()
+	s.counters(
+		counter{"senderkit_http_unsubscribes_total", "One-click unsubscribes recorded by the endpoint.", &st.Unsubscribed},
+		counter{"senderkit_http_repeated_total", "Unsubscribe requests for an address already unsubscribed.", &st.Repeated},
+		counter{"senderkit_http_resubscribes_total", "Undo links used.", &st.Resubscribed},
+		counter{"senderkit_http_pages_total", "Confirmation pages shown (GET).", &st.Pages},
+		counter{"senderkit_http_forged_tokens_total", "Unsubscribe links whose token did not verify; they changed nothing.", &st.Forged},
+		counter{"senderkit_http_malformed_total", "Requests whose link is not a token at all.", &st.Malformed},
+		counter{"senderkit_http_unknown_total", "Good tokens naming no send the store has, or expired undo links.", &st.Unknown},
+		counter{"senderkit_http_rate_limited_total", "Requests answered 429.", &st.RateLimited},
+		counter{"senderkit_http_errors_total", "Requests that failed (store trouble), answered 503.", &st.Errors},
+	)
 	return &part{"http", func(ctx context.Context) error {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {

@@ -23,25 +23,6 @@ func (s *server) metricsPart() *part {
 		return nil
 	}
 	m := metrics.New(s.store, s.logs.For("metrics"))
-	if us := s.unsubscribe; us != nil {
-		st := us.Stats()
-		for _, c := range []struct {
-			name, help string
-			v          *atomic.Int64
-		}{
-			{"senderkit_http_unsubscribes_total", "One-click unsubscribes recorded by the endpoint.", &st.Unsubscribed},
-			{"senderkit_http_repeated_total", "Unsubscribe requests for an address already unsubscribed.", &st.Repeated},
-			{"senderkit_http_resubscribes_total", "Undo links used.", &st.Resubscribed},
-			{"senderkit_http_pages_total", "Confirmation pages shown (GET).", &st.Pages},
-			{"senderkit_http_forged_tokens_total", "Unsubscribe links whose token did not verify; they changed nothing.", &st.Forged},
-			{"senderkit_http_malformed_total", "Requests whose link is not a token at all.", &st.Malformed},
-			{"senderkit_http_unknown_total", "Good tokens naming no send the store has, or expired undo links.", &st.Unknown},
-			{"senderkit_http_rate_limited_total", "Requests answered 429.", &st.RateLimited},
-			{"senderkit_http_errors_total", "Requests that failed (store trouble), answered 503.", &st.Errors},
-		} {
-			m.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, func() float64 { return float64(c.v.Load()) }))
-		}
-	}
 	for _, c := range s.collectors {
 		m.Register(c)
 	}
@@ -70,4 +51,19 @@ func (s *server) metricsPart() *part {
 		}
 		return nil
 	}}
+}
+
+// counter is an in-memory counter of a part, served as a Prometheus
+// counter.
+type counter struct {
+	name, help string
+	v          *atomic.Int64
+}
+
+// counters adds a part's counters to what the metrics endpoint serves.
+func (s *server) counters(cs ...counter) {
+	for _, c := range cs {
+		s.collectors = append(s.collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
+			func() float64 { return float64(c.v.Load()) }))
+	}
 }

@@ -39,6 +39,17 @@ func (s *server) milterPart() *part {
 		Store: s.store,
 		Log:   log,
 	})
+	st := srv.Stats()
+	s.counters(
+		counter{"senderkit_milter_messages_total", "Messages the milter accepted, changed or not (each copy of a bulk message is one).", &st.Messages},
+		counter{"senderkit_milter_signed_total", "Messages that left with at least one DKIM signature.", &st.Signed},
+		counter{"senderkit_milter_signatures_total", "DKIM signatures added.", &st.Signatures},
+		counter{"senderkit_milter_tokens_total", "Tokens issued: one per send row (per copy, or per message).", &st.Tokens},
+		counter{"senderkit_milter_copies_total", "Copies queued for the other recipients of bulk messages.", &st.Copies},
+		counter{"senderkit_milter_discarded_total", "Retried submissions discarded because their copies were queued before.", &st.Discarded},
+		counter{"senderkit_milter_tempfailed_total", "Messages answered 4xx (store, key or table trouble).", &st.TempFailed},
+		counter{"senderkit_milter_rejected_total", "Messages answered 5xx (no From, a header too large).", &st.Rejected},
+	)
 	return &part{"milter", func(ctx context.Context) error {
 		ln, err := listenMilter(l)
 		if err != nil {
