@@ -8,7 +8,7 @@ BIN     := bin/senderkit
 
 # Tests that move a lot of data: `make test` runs them once, without the
 # race detector (which makes them ten times slower and adds nothing there).
-LONG_TESTS := ^TestImportExport1M$$
+LONG_TESTS := ^(TestImportExport1M|TestLargeMessage)$$
 
 # Fuzz targets (every parser of outside input), as package:Target, and
 # how long `make fuzz` runs each. Interesting inputs are kept in each
@@ -64,6 +64,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'Lookup' -benchtime 200000x ./internal/store/sqlitestore
 	@echo "== milter: Postfix alone, + OpenDKIM, + a do-nothing go-milter, + senderkit"
 	$(GO) test -run '^$$' -bench 'Postfix' -benchtime 1x -timeout 60m ./milter
+	$(GO) test -run '^$$' -bench '^BenchmarkSendRow' ./milter
 	@echo "== policy server: raw requests against 10M suppressions, and through Postfix, against a do-nothing server"
 	$(GO) test -run '^$$' -bench 'PolicyServer|PolicyPostfix' -benchtime 1x -timeout 60m ./policyd
 	@echo "== bounce parsing over the corpus, against Sisimai"

@@ -57,6 +57,13 @@ func (c *cli) check(args []string) int {
 		fmt.Fprintf(c.stderr, "%s: tokens.key_dir: %v\n", name, err)
 		problems++
 	}
+	// The DKIM tables and every key they name, as serve would load them.
+	if cfg.Milter.KeyTable != "" {
+		if _, err := loadDKIM(cfg); err != nil {
+			fmt.Fprintf(c.stderr, "%s: milter.key_table / signing_table: %v\n", name, err)
+			problems++
+		}
+	}
 	if problems > 0 {
 		return c.errorf(exitFailure, "check", "%d error(s)", problems)
 	}

@@ -138,3 +138,22 @@ func readFile(t testing.TB, path string) string {
 	}
 	return string(b)
 }
+
+// TestCheckDKIMTables: check loads the DKIM tables and keys as serve
+// would, and names what is wrong.
+func TestCheckDKIMTables(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "KeyTable"), []byte("k example.com:s1:"+filepath.Join(dir, "missing.pem")+"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "SigningTable"), []byte("*@example.com k\n"), 0o644)
+	cfg := writeFile(t, dir, "c.toml", "state_dir = \""+dir+"\"\n[milter]\nkey_table = \""+filepath.Join(dir, "KeyTable")+"\"\nsigning_table = \"refile:"+filepath.Join(dir, "SigningTable")+"\"\n")
+	r := runCLI(t, "", "check", "-c", cfg)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "milter.key_table") || !strings.Contains(r.stderr, "missing.pem") {
+		t.Errorf("missing key: %+v", r)
+	}
+	if r := runCLI(t, "", "dkim", "keygen", "-d", "example.com", "-s", "s1", "-o", filepath.Join(dir, "missing.pem")); r.code != exitOK {
+		t.Fatalf("keygen: %+v", r)
+	}
+	if r := runCLI(t, "", "check", "-c", cfg); r.code != exitOK {
+		t.Errorf("with the key: %+v", r)
+	}
+}
