@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -484,6 +485,32 @@ func (l Listen) Split() (network, address string, err error) {
 		return "unix", rest, nil
 	}
 	return "", "", fmt.Errorf("%q: want inet:IP:PORT or unix:/path", string(l))
+}
+
+// Open listens on l. A unix socket left behind by a previous run is
+// replaced, and the new one gets mode (Postfix's daemons connect to it as
+// their own user). It returns a nil listener for "".
+func (l Listen) Open(mode os.FileMode) (net.Listener, error) {
+	network, address, err := l.Split()
+	if err != nil || network == "" {
+		return nil, err
+	}
+	if network == "unix" {
+		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(address)
+		}
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", l, err)
+	}
+	if network == "unix" {
+		if err := os.Chmod(address, mode); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen on %s: %w", l, err)
+		}
+	}
+	return ln, nil
 }
 
 // Path resolves p against the state directory.

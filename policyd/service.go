@@ -3,10 +3,8 @@ package policyd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -84,7 +82,7 @@ func (s *Service) Run(ctx context.Context) error {
 	ln := s.Listener
 	if ln == nil && cfg.Policy.Listen != "" {
 		var err error
-		if ln, err = listen(cfg.Policy.Listen); err != nil {
+		if ln, err = cfg.Policy.Listen.Open(0o666); err != nil { // smtpd runs as postfix
 			return err
 		}
 	}
@@ -123,31 +121,6 @@ func limitsOf(c *conf.Config) ServerLimits {
 		RequestTimeout: p.RequestTimeout.D(),
 		MaxConnections: p.MaxConnections,
 	}
-}
-
-// listen opens a Postfix-style address. A unix socket left by a previous
-// run is replaced, and made writable by Postfix's unprivileged smtpd.
-func listen(l conf.Listen) (net.Listener, error) {
-	network, address, err := l.Split()
-	if err != nil {
-		return nil, err
-	}
-	if network == "unix" {
-		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			os.Remove(address)
-		}
-	}
-	ln, err := net.Listen(network, address)
-	if err != nil {
-		return nil, fmt.Errorf("policyd: listen on %s: %w", l, err)
-	}
-	if network == "unix" {
-		if err := os.Chmod(address, 0o666); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("policyd: %w", err)
-		}
-	}
-	return ln, nil
 }
 
 // follower returns the follower of a policy.maillog source.

@@ -66,20 +66,7 @@ func (s *server) httpPart() *part {
 			ln = tls.NewListener(ln, srv.TLSConfig)
 		}
 		log.Info("unsubscribe endpoint listening", "listen", ln.Addr().String(), "base_url", cfg.HTTP.BaseURL, "tls", cfg.HTTP.TLSCert != "")
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(ln) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(shut)
-		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
+		return serveHTTP(ctx, srv, ln)
 	}}
 }
 
@@ -115,4 +102,23 @@ func (c *certs) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	c.key, c.cert = key, &pair
 	return c.cert, nil
+}
+
+// serveHTTP serves srv on ln until ctx ends, then shuts it down, letting
+// requests in progress finish for a few seconds.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(shut)
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }

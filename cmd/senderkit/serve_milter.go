@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
 
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/milter"
@@ -51,37 +48,11 @@ func (s *server) milterPart() *part {
 		counter{"senderkit_milter_rejected_total", "Messages answered 5xx (no From, a header too large).", &st.Rejected},
 	)
 	return &part{"milter", func(ctx context.Context) error {
-		ln, err := listenMilter(l)
+		ln, err := l.Open(0o660) // a postfix user in senderkit's group may connect
 		if err != nil {
 			return err
 		}
 		log.Info("milter listening", "listen", string(l))
 		return srv.Serve(ctx, ln)
 	}}
-}
-
-// listenMilter opens a Postfix-style socket address. A unix socket left by a
-// previous run is replaced; the new one is mode 0660, for a postfix user
-// in senderkit's group.
-func listenMilter(l conf.Listen) (net.Listener, error) {
-	network, address, err := l.Split()
-	if err != nil {
-		return nil, err
-	}
-	if network == "unix" {
-		if fi, err := os.Lstat(address); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			os.Remove(address)
-		}
-	}
-	ln, err := net.Listen(network, address)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", l, err)
-	}
-	if network == "unix" {
-		if err := os.Chmod(address, 0o660); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("listen on %s: %w", l, err)
-		}
-	}
-	return ln, nil
 }

@@ -74,6 +74,21 @@ func (s *suppressCmd) open(c *cli) error {
 	return nil
 }
 
+// openAddress opens the store and normalises the command's address
+// argument (an address or *@domain); ok is false when the command
+// should return code.
+func (s *suppressCmd) openAddress(c *cli, cmd, arg string) (a string, code int, ok bool) {
+	if err := s.open(c); err != nil {
+		return "", c.errorf(exitFailure, cmd, "%v", err), false
+	}
+	a, err := addr.NormalizePattern(arg, s.addrOptions())
+	if err != nil {
+		s.close()
+		return "", c.errorf(exitUsage, cmd, "%v", err), false
+	}
+	return a, 0, true
+}
+
 func (s *suppressCmd) close() {
 	if s.store != nil {
 		s.store.Close()
@@ -226,14 +241,11 @@ func (c *cli) suppressShow(args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
-	if err := s.open(c); err != nil {
-		return c.errorf(exitFailure, "suppress show", "%v", err)
+	a, code, ok := s.openAddress(c, "suppress show", pos[0])
+	if !ok {
+		return code
 	}
 	defer s.close()
-	a, err := addr.NormalizePattern(pos[0], s.addrOptions())
-	if err != nil {
-		return c.errorf(exitUsage, "suppress show", "%v", err)
-	}
 	t := now()
 	var entries []store.Suppression
 	patterns := []string{a}
@@ -296,7 +308,7 @@ func (c *cli) suppressShow(args []string) int {
 	}
 	fmt.Fprintln(w, "history:")
 	n := 0
-	err = s.store.Events(s.ctx, store.EventFilter{Address: a, Scope: *scope}, func(ev store.Event) error {
+	err := s.store.Events(s.ctx, store.EventFilter{Address: a, Scope: *scope}, func(ev store.Event) error {
 		n++
 		fmt.Fprintf(w, "  %s\n", describeEvent(ev))
 		return nil
@@ -385,15 +397,12 @@ func (c *cli) suppressAdd(args []string) int {
 		}
 		ttl = d
 	}
-	if err := s.open(c); err != nil {
-		return c.errorf(exitFailure, "suppress add", "%v", err)
+	a, code, ok := s.openAddress(c, "suppress add", pos[0])
+	if !ok {
+		return code
 	}
 	defer s.close()
 	if err := s.checkScope(cf.scope); err != nil {
-		return c.errorf(exitUsage, "suppress add", "%v", err)
-	}
-	a, err := addr.NormalizePattern(pos[0], s.addrOptions())
-	if err != nil {
 		return c.errorf(exitUsage, "suppress add", "%v", err)
 	}
 	ev := store.Event{At: now(), Type: store.Suppressed, Scope: cf.scope, Stream: cf.stream, Address: a,
@@ -424,17 +433,14 @@ func (c *cli) suppressRemove(args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
-	if err := s.open(c); err != nil {
-		return c.errorf(exitFailure, "suppress remove", "%v", err)
+	a, code, ok := s.openAddress(c, "suppress remove", pos[0])
+	if !ok {
+		return code
 	}
 	defer s.close()
-	a, err := addr.NormalizePattern(pos[0], s.addrOptions())
-	if err != nil {
-		return c.errorf(exitUsage, "suppress remove", "%v", err)
-	}
 	// Look first, so that removing what is not there records nothing.
 	found := false
-	err = s.store.Suppressions(s.ctx, store.Filter{Scope: cf.scope, Address: a, Lapsed: true}, func(e store.Suppression) error {
+	err := s.store.Suppressions(s.ctx, store.Filter{Scope: cf.scope, Address: a, Lapsed: true}, func(e store.Suppression) error {
 		found = found || e.Stream == cf.stream
 		return nil
 	})
