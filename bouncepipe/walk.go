@@ -228,8 +228,21 @@ func decodeCharset(cs string, b []byte, limit int) []byte {
 	if err != nil {
 		return b
 	}
-	out, err := io.ReadAll(io.LimitReader(r, int64(limit)))
-	if err != nil && len(out) == 0 {
+	out := make([]byte, 0, min(limit, 2*len(b)+64))
+	for idle := 0; len(out) < limit && idle < 3; {
+		if len(out) == cap(out) {
+			out = append(out, 0)[:len(out)] // grow
+		}
+		n, err := r.Read(out[len(out):min(cap(out), limit)])
+		out = out[:len(out)+n]
+		if err != nil {
+			break
+		}
+		if n == 0 {
+			idle++ // a reader that gives nothing and no error
+		}
+	}
+	if len(out) == 0 {
 		return b
 	}
 	return out
