@@ -246,7 +246,7 @@ func transient(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) ||
-		strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "closed pool")
+		strings.Contains(err.Error(), "conn closed")
 }
 
 // retry runs f until it succeeds, fails for good, or the timeout passes
