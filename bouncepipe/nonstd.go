@@ -520,12 +520,14 @@ var commandWords = []struct{ words, cmd string }{
 	{"connection timed out", "CONN"}, {"ehlo", "EHLO"}, {"helo", "EHLO"},
 }
 
-// commandByFirst indexes commandWords by their first byte.
-var commandByFirst = func() (idx [256][]int) {
+// commandByFirst indexes commandWords by their first byte; startsCommand
+// marks those bytes.
+var commandByFirst, startsCommand = func() (idx [256][]int, starts [256]bool) {
 	for i, c := range commandWords {
 		idx[c.words[0]] = append(idx[c.words[0]], i)
+		starts[c.words[0]] = true
 	}
-	return idx
+	return idx, starts
 }()
 
 // commandIn returns the SMTP command a failure answered, as Sisimai names
@@ -536,7 +538,7 @@ func commandIn(s string) string {
 	best := ""
 	for i := 0; i < len(s); i++ {
 		c := lowerByte[s[i]]
-		if len(commandByFirst[c]) == 0 || i > 0 && isLetter(s[i-1]) {
+		if !startsCommand[c] || i > 0 && isLetter(s[i-1]) {
 			continue
 		}
 		for _, k := range commandByFirst[c] {

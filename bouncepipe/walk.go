@@ -563,6 +563,9 @@ func indexFold(s, sub string) int {
 // multipart: a line "--token" followed by a Content-* field (RFC 2046
 // §5.1.1), and the offset of that line. It returns "" when there is none.
 func sniffBoundary(b []byte) (string, int) {
+	if !bytes.HasPrefix(b, []byte("--")) && bytes.Index(b, []byte("\n--")) < 0 {
+		return "", 0 // no line starts with "--"
+	}
 	rest := b
 	off := 0
 	for len(rest) > 0 {
