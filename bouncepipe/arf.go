@@ -98,23 +98,45 @@ func (m *mailView) isFeedback() bool {
 // hasFeedbackFields reports whether text holds RFC 5965 §3.1 required
 // fields written as plain text.
 func hasFeedbackFields(text string) bool {
-	return hasFieldFold(text, "feedback-type:") && (hasFieldFold(text, "user-agent:") || hasFieldFold(text, "version:"))
+	f := reportFields(text)
+	return f&fieldFeedbackType != 0 && f&(fieldUserAgent|fieldVersion) != 0
 }
 
-// hasFieldFold reports whether a line of text starts with name, ignoring
-// ASCII case; name is lower-case.
-func hasFieldFold(text, name string) bool {
+// Report fields that may start a line of text, as reportFields finds them.
+const (
+	fieldFeedbackType = 1 << iota // RFC 5965 §3.1
+	fieldUserAgent
+	fieldVersion
+	fieldFinalRecipient // RFC 3464 §2.3
+	fieldOriginalRecipient
+	fieldAction
+	fieldStatus
+)
+
+// reportFieldNames are the fields reportFields looks for, lower-cased,
+// in the order of their bits.
+var reportFieldNames = [...]string{"feedback-type:", "user-agent:", "version:", "final-recipient:", "original-recipient:", "action:", "status:"}
+
+// reportFields returns which report fields start a line of text (any
+// case), in one pass over its lines.
+func reportFields(text string) int {
+	found := 0
 	for off := 0; off < len(text); {
-		if hasPrefixFold(text[off:], name) {
-			return true
+		switch lowerByte[text[off]] {
+		case 'f', 'u', 'v', 'o', 'a', 's':
+			for i, name := range reportFieldNames {
+				if found&(1<<i) == 0 && hasPrefixFold(text[off:], name) {
+					found |= 1 << i
+				}
+			}
 		}
 		i := strings.IndexByte(text[off:], '\n')
 		if i < 0 {
-			return false
+			break
 		}
 		off += i + 1
 	}
-	return false
+	return found
 }
 
 // feedback fills the report from a feedback report: one record per

@@ -208,8 +208,8 @@ func typedValue(v string) string {
 // hasDSNFields reports whether text carries RFC 3464 per-recipient fields
 // written as plain text, as some MTAs do instead of a delivery-status part.
 func hasDSNFields(text string) bool {
-	return (hasFieldFold(text, "final-recipient:") || hasFieldFold(text, "original-recipient:")) &&
-		(hasFieldFold(text, "action:") || hasFieldFold(text, "status:"))
+	f := reportFields(text)
+	return f&(fieldFinalRecipient|fieldOriginalRecipient) != 0 && f&(fieldAction|fieldStatus) != 0
 }
 
 // dsnRecords fills the report from delivery-status parts, or from DSN
