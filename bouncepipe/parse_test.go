@@ -292,3 +292,32 @@ func TestClassifyJSONShape(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", b.String(), want)
 	}
 }
+
+// TestAlternatives: of a multipart/alternative report the plain text is
+// read and its HTML twin skipped, unless the plain text is a stub.
+func TestAlternatives(t *testing.T) {
+	msg := func(plain string) string {
+		return "From: MAILER-DAEMON@mx.example.org\nSubject: Undeliverable: news\nMIME-Version: 1.0\n" +
+			"Content-Type: multipart/alternative; boundary=\"alt\"\n\n--alt\nContent-Type: text/plain\n\n" + plain +
+			"\n--alt\nContent-Type: text/html\n\n<html><body><p>Delivery has failed to these recipients:</p>" +
+			"<p>a@example.com</p><p>Remote server returned '550 5.2.2 mailbox full'</p></body></html>\n--alt--\n"
+	}
+	full := "Delivery has failed to these recipients or groups:\n\na@example.com\nThe recipient's mailbox is full and can't accept messages now.\n" +
+		"Remote server returned '550 5.2.2 mailbox full'\n"
+	for _, c := range []struct{ name, plain string }{{"plain", full}, {"stub", "View this message in HTML."}} {
+		rep, err := Parse(strings.NewReader(msg(c.plain)), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Records) != 1 || rep.Records[0].Recipient != "a@example.com" || rep.Records[0].Reason != "mailboxfull" {
+			t.Errorf("%s: %+v", c.name, rep.Records)
+		}
+		want := 1 // the full plain text alone
+		if c.name == "stub" {
+			want = 2
+		}
+		if got := walkMessage(&memSource{b: []byte(msg(c.plain))}, DefaultMaxPartBytes, false); len(got.texts) != want {
+			t.Errorf("%s: read %d alternatives, want %d", c.name, len(got.texts), want)
+		}
+	}
+}

@@ -116,7 +116,8 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 				if pt == "text/plain" {
 					texts := len(c.texts)
 					c.walk(&ph, part, depth+1)
-					plain = len(c.texts) > texts
+					// A stub ("view this message in HTML") is not enough.
+					plain = len(c.texts) > texts && len(c.texts[len(c.texts)-1]) >= minPlainAlternative
 					continue
 				}
 			}
@@ -175,6 +176,10 @@ func (c *collected) walk(h *Header, body lineSource, depth int) {
 		drain(body)
 	}
 }
+
+// minPlainAlternative is the shortest plain text alternative read instead
+// of its HTML twin.
+const minPlainAlternative = 160
 
 // readBody decodes a part body and returns at most max bytes of it, in a
 // scratch buffer that the next readBody reuses.
