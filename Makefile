@@ -62,6 +62,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'Encode|Decode' -benchmem ./internal/token
 	@echo "== suppression lookup latency, 1M and 10M rows"
 	$(GO) test -run '^$$' -bench 'Lookup' -benchtime 200000x ./internal/store/sqlitestore
+	@echo "== the store: suppression lookups and bounce intake a second, SQLite beside PostgreSQL"
+	$(GO) test -run '^$$' -bench 'Backends' -benchtime 1x -timeout 30m ./internal/store/pgstore
 	@echo "== milter: Postfix alone, + OpenDKIM, + a do-nothing go-milter, + senderkit"
 	$(GO) test -run '^$$' -bench 'Postfix' -benchtime 1x -timeout 60m ./milter
 	$(GO) test -run '^$$' -bench '^BenchmarkSendRow' ./milter
