@@ -193,17 +193,18 @@ func (m *memParts) next() (lineSource, error) {
 	}
 	if !m.started {
 		m.started = true
-		_, end, closing, ok := findDelimiter(m.b, 0, m.dash)
-		if !ok {
+		start, end, closing, ok := findDelimiter(m.b, 0, m.dash)
+		if !ok || closing {
+			// No part at all: what came before the close delimiter, or
+			// the whole body, is kept.
+			if !ok {
+				start = len(m.b)
+			}
 			m.ended = true
-			m.pre = m.b[:min(len(m.b), m.keep)]
+			m.pre = m.b[:min(start, m.keep)]
 			return nil, io.EOF
 		}
 		m.off = end
-		if closing {
-			m.ended = true
-			return nil, io.EOF
-		}
 	}
 	start, end, closing, ok := findDelimiter(m.b, m.off, m.dash)
 	if !ok {
