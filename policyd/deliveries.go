@@ -11,6 +11,7 @@ import (
 	"github.com/senderkit/senderkit/bouncepipe"
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/internal/addr"
+	"github.com/senderkit/senderkit/internal/logfollow"
 	"github.com/senderkit/senderkit/internal/postfixlog"
 	"github.com/senderkit/senderkit/internal/rules"
 	"github.com/senderkit/senderkit/internal/store"
@@ -54,18 +55,31 @@ const maxEnvelopes = 100_000
 const storeWait = 10 * time.Second
 
 // Line handles one log line.
-func (d *Deliveries) Line(line string) {
+func (d *Deliveries) Line(line string) { d.line(context.Background(), line) }
+
+// Handler returns the log follower's handler. While the store cannot be
+// read or written, it holds the line (retrying) rather than lose what it
+// says: the follower saves its position only after a line is handled.
+// If ctx ends first, the line is left unhandled, to be read again at the
+// next start.
+func (d *Deliveries) Handler(ctx context.Context) logfollow.Handler {
+	return func(line string) bool { return d.line(ctx, line) }
+}
+
+// line handles one log line; it returns false only when ctx ended while
+// the store was unavailable.
+func (d *Deliveries) line(ctx context.Context, line string) bool {
 	loc := d.Location
 	if loc == nil {
 		loc = time.Local
 	}
 	l, ok := postfixlog.ParseSyslog(line, d.Now(), loc)
 	if !ok {
-		return
+		return true
 	}
 	r, ok := postfixlog.Parse(l)
 	if !ok {
-		return
+		return true
 	}
 	if d.envelopes == nil {
 		d.envelopes = map[string]envelope{}
@@ -79,8 +93,47 @@ func (d *Deliveries) Line(line string) {
 		delete(d.envelopes, r.QueueID)
 	case postfixlog.Delivery:
 		if r.Service == "smtp" || r.Service == "lmtp" {
-			d.delivery(r)
+			return d.delivery(ctx, r) == nil
 		}
+	}
+	return true
+}
+
+// Store trouble the follower waits out.
+const (
+	firstRetry = 500 * time.Millisecond
+	lastRetry  = 30 * time.Second
+)
+
+// wait runs f until it succeeds or fails for good, retrying while the
+// store is unavailable (store.ErrBusy: locked past its timeout, or a
+// database that cannot be reached). It returns ctx's error when ctx ends
+// first.
+func (d *Deliveries) wait(ctx context.Context, r postfixlog.Record, what string, f func(ctx context.Context) error) error {
+	delay := firstRetry
+	for failures := 0; ; failures++ {
+		sctx, cancel := context.WithTimeout(ctx, storeWait)
+		err := f(sctx)
+		cancel()
+		if err == nil || !errors.Is(err, store.ErrBusy) && !errors.Is(err, context.DeadlineExceeded) {
+			if failures > 0 {
+				d.Log.Info("the store is back; following Postfix's log again", "queue_id", r.QueueID, "after", failures)
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if failures == 0 {
+			d.Log.Error("the store is unavailable; holding Postfix's log at this line until it is back",
+				"queue_id", r.QueueID, "what", what, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, lastRetry)
 	}
 }
 
@@ -93,15 +146,24 @@ func (d *Deliveries) envelope(qid string, f func(*envelope)) {
 	d.envelopes[qid] = e
 }
 
-func (d *Deliveries) delivery(r postfixlog.Record) {
+func (d *Deliveries) delivery(ctx context.Context, r postfixlog.Record) error {
 	cfg := d.Config()
-	ctx, cancel := context.WithTimeout(context.Background(), storeWait)
-	defer cancel()
 	rcpt, err := addr.Normalize(r.To, addr.Options{CaseSensitiveLocal: cfg.Addresses.CaseSensitiveLocal})
 	if err != nil {
-		return
+		return nil
 	}
-	send, found := d.send(ctx, r, rcpt, cfg)
+	var send store.Send
+	var found bool
+	err = d.wait(ctx, r, "looking up the send", func(ctx context.Context) (err error) {
+		send, found, err = d.send(ctx, r, rcpt, cfg)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		d.Log.Error("looking up the sends of a delivery failed", "queue_id", r.QueueID, "err", err)
+	}
 	scope := send.Scope
 	if !found {
 		if env, ok := d.envelopes[r.QueueID]; ok {
@@ -116,7 +178,9 @@ func (d *Deliveries) delivery(r postfixlog.Record) {
 	if reply == "" {
 		reply = r.Text
 	}
-	group := d.Grouper.Group(ctx, addr.Domain(rcpt))
+	gctx, cancel := context.WithTimeout(ctx, storeWait)
+	group := d.Grouper.Group(gctx, addr.Domain(rcpt))
+	cancel()
 	// Lines older than the window (a first start reading an old log)
 	// say nothing about the destination now.
 	if d.Now().Sub(r.Time) <= th.Window.D() {
@@ -130,32 +194,36 @@ func (d *Deliveries) delivery(r postfixlog.Record) {
 		f = classifyFailure(o, r)
 	}
 	if f.senderProblem && !found {
-		d.record(ctx, r, "sender problem", func(ru rules.Rules) (store.Result, error) {
-			return ru.Bounce(ctx, store.Event{At: r.Time, Scope: scope, Address: rcpt, Reason: f.reason, Status: r.DSN,
-				ReplyCode: r.ReplyCode, Diagnostic: reply, Source: "log", Hard: r.DSN != "" && r.DSN[0] == '5',
-				Key: fmt.Sprintf("sender-problem/%s/%s/%d", r.QueueID, rcpt, r.Time.Unix())}, true)
+		ev := store.Event{At: r.Time, Scope: scope, Address: rcpt, Reason: f.reason, Status: r.DSN,
+			ReplyCode: r.ReplyCode, Diagnostic: reply, Source: "log", Hard: r.DSN != "" && r.DSN[0] == '5',
+			Key: fmt.Sprintf("sender-problem/%s/%s/%d", r.QueueID, rcpt, r.Time.Unix())}
+		return d.record(ctx, r, "sender problem", func(ctx context.Context, ru rules.Rules) (store.Result, error) {
+			return ru.Bounce(ctx, ev, true)
 		})
 	}
 	if !found {
-		return
+		return nil
 	}
 	ev := store.Event{At: r.Time, Scope: send.Scope, Stream: send.Stream, Address: rcpt, SendID: send.ID,
 		Status: r.DSN, ReplyCode: r.ReplyCode, Diagnostic: reply, Source: "log"}
 	switch r.Status {
 	case postfixlog.Sent:
 		ev.Key = store.DeliveryKey(send.ID, rcpt)
-		d.record(ctx, r, "delivery", func(ru rules.Rules) (store.Result, error) { return ru.Delivered(ctx, ev) })
+		return d.record(ctx, r, "delivery", func(ctx context.Context, ru rules.Rules) (store.Result, error) { return ru.Delivered(ctx, ev) })
 	case postfixlog.Bounced, postfixlog.Expired:
 		ev.Key, ev.Hard, ev.Reason = store.BounceKey(send.ID, rcpt), f.hard, f.reason
-		d.record(ctx, r, "bounce", func(ru rules.Rules) (store.Result, error) { return ru.Bounce(ctx, ev, f.senderProblem) })
+		return d.record(ctx, r, "bounce", func(ctx context.Context, ru rules.Rules) (store.Result, error) {
+			return ru.Bounce(ctx, ev, f.senderProblem)
+		})
 	case postfixlog.Deferred:
 		ev.Type, ev.Reason = store.Deferred, f.reason
 		ev.Key = fmt.Sprintf("deferred/%d/%s/%d/%d", send.ID, rcpt, r.Time.Unix(), r.PID)
 		if f.senderProblem {
 			ev.Type = store.SenderProblem
 		}
-		d.record(ctx, r, "deferral", func(ru rules.Rules) (store.Result, error) { return ru.Note(ctx, ev) })
+		return d.record(ctx, r, "deferral", func(ctx context.Context, ru rules.Rules) (store.Result, error) { return ru.Note(ctx, ev) })
 	}
+	return nil
 }
 
 // failure is what a logged failure or deferral says about the recipient.
@@ -189,11 +257,10 @@ func classifyFailure(o Outcome, r postfixlog.Record) failure {
 
 // send finds the copy a delivery line is about: the send recorded under
 // the line's queue ID for this recipient (or for the whole message).
-func (d *Deliveries) send(ctx context.Context, r postfixlog.Record, rcpt string, cfg *conf.Config) (store.Send, bool) {
+func (d *Deliveries) send(ctx context.Context, r postfixlog.Record, rcpt string, cfg *conf.Config) (store.Send, bool, error) {
 	sends, err := d.Store.SendsByQueueID(ctx, r.QueueID)
 	if err != nil {
-		d.Log.Error("looking up the sends of a delivery failed", "queue_id", r.QueueID, "err", err)
-		return store.Send{}, false
+		return store.Send{}, false, err
 	}
 	orig := ""
 	if r.OrigTo != "" {
@@ -203,27 +270,33 @@ func (d *Deliveries) send(ctx context.Context, r postfixlog.Record, rcpt string,
 	for i, s := range sends {
 		switch s.Recipient {
 		case rcpt:
-			return s, true
+			return s, true, nil
 		case "":
 			whole = &sends[i]
 		default:
 			if orig != "" && s.Recipient == orig {
-				return s, true
+				return s, true, nil
 			}
 		}
 	}
 	if whole != nil {
-		return *whole, true
+		return *whole, true, nil
 	}
-	return store.Send{}, false
+	return store.Send{}, false, nil
 }
 
-func (d *Deliveries) record(ctx context.Context, r postfixlog.Record, what string, f func(rules.Rules) (store.Result, error)) {
-	_, err := f(rules.Rules{Store: d.Store, Config: d.Config()})
+func (d *Deliveries) record(ctx context.Context, r postfixlog.Record, what string, f func(context.Context, rules.Rules) (store.Result, error)) error {
+	err := d.wait(ctx, r, "recording a "+what, func(ctx context.Context) error {
+		_, err := f(ctx, rules.Rules{Store: d.Store, Config: d.Config()})
+		return err
+	})
 	switch {
+	case ctx.Err() != nil && err != nil:
+		return err // serve is stopping: the line is read again next time
 	case errors.Is(err, store.ErrDuplicate):
 		d.Log.Debug("already recorded", "queue_id", r.QueueID, "what", what, "recipient", r.To)
 	case err != nil:
 		d.Log.Error("recording a "+what+" from the log failed", "queue_id", r.QueueID, "recipient", r.To, "err", err)
 	}
+	return nil
 }

@@ -2,6 +2,7 @@ package policyd
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -204,5 +205,47 @@ func TestDeliveriesClassify(t *testing.T) {
 	evs = f.events(t, "later@dest.example")
 	if types(evs) != "[deferred/log sender-problem/log]" || evs[0].Reason != "mailboxfull" || evs[1].Reason != "requireptr" {
 		t.Errorf("logged deferrals: %+v", evs)
+	}
+}
+
+// TestDeliveriesWaitForTheStore: a line that arrives while the store is
+// locked is held, and recorded once the store is back; if serve stops
+// first, the line is left unhandled, to be read again at the next start.
+func TestDeliveriesWaitForTheStore(t *testing.T) {
+	f := newFixture(t, "")
+	d := newDeliveries(f)
+	f.addSend(t, 301, "4A1B2C3D60", "held@dest.example")
+	line := logLine(f, "4A1B2C3D60", "held@dest.example", "2.0.0", "sent", "250 2.0.0 OK")
+
+	lock := func() func() {
+		raw, err := sql.Open("sqlite3", "file:"+f.store.Path()+"?_busy_timeout=0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw.SetMaxOpenConns(1)
+		if _, err := raw.Exec("BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		return func() { raw.Exec("ROLLBACK"); raw.Close() }
+	}
+	// Stopping while the store is locked: not handled.
+	release := lock()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	if d.Handler(ctx)(line) {
+		t.Error("a line that could not be recorded was reported handled")
+	}
+	cancel()
+	release()
+	if evs := f.events(t, "held@dest.example"); len(evs) != 0 {
+		t.Fatalf("recorded while locked: %+v", evs)
+	}
+	// Locked for a while, then released: the handler waits and records.
+	release = lock()
+	time.AfterFunc(700*time.Millisecond, release)
+	if !d.Handler(context.Background())(line) {
+		t.Fatal("the line was not handled once the store came back")
+	}
+	if evs := f.events(t, "held@dest.example"); types(evs) != "[delivered/log]" {
+		t.Errorf("events = %+v", evs)
 	}
 }

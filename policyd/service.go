@@ -94,7 +94,7 @@ func (s *Service) Run(ctx context.Context) error {
 		f := follower(src, cfg.StateDir, s.Log)
 		s.Log.Info("following Postfix's log", "source", src)
 		wg.Go(func() {
-			if err := f.Follow(ctx, d.Line); err != nil {
+			if err := f.Follow(ctx, d.Handler(ctx)); err != nil {
 				s.Log.Error("the Postfix log follower stopped", "source", src, "err", err)
 			}
 		})

@@ -99,7 +99,9 @@ func (fl *File) Follow(ctx context.Context, h Handler) error {
 			if fi, err := os.Stat(fl.Path); err == nil && inodeOf(fi) != cur.inode {
 				// Renamed away and a new file in its place: finish the
 				// old one, then start the new one from the top.
-				fl.drain(cur, h, true)
+				if !fl.drain(cur, h, true) {
+					return fl.stop(sv, cur, log)
+				}
 				log.Info("log file rotated", "path", fl.Path)
 				cur.f.Close()
 				cur = nil
@@ -112,7 +114,9 @@ func (fl *File) Follow(ctx context.Context, h Handler) error {
 					log.Error("log file", "path", fl.Path, "err", err)
 				}
 			}
-			fl.drain(cur, h, false)
+			if !fl.drain(cur, h, false) {
+				return fl.stop(sv, cur, log)
+			}
 			if err := sv.save(cur.position(), false); err != nil {
 				log.Error("saving the log position failed", "err", err)
 			}
@@ -200,7 +204,18 @@ func (fl *File) resume(pos Position, log *slog.Logger) *fileState {
 // drain reads cur to its end and hands over each complete line. At a
 // rotation (final), a last line without its line end is handed over too:
 // nothing will complete it.
-func (fl *File) drain(cur *fileState, h Handler, final bool) {
+// stop saves the position of a handler that could not handle a line
+// (the line is read again at the next start) and ends Follow.
+func (fl *File) stop(sv *saver, cur *fileState, log *slog.Logger) error {
+	if err := sv.save(cur.position(), true); err != nil {
+		log.Error("saving the log position failed", "err", err)
+	}
+	return nil
+}
+
+// drain hands every complete line read to h. It returns false when h
+// could not handle one: the position then stays before that line.
+func (fl *File) drain(cur *fileState, h Handler, final bool) bool {
 	if cur.buf == nil {
 		cur.buf = make([]byte, 64<<10)
 	}
@@ -217,8 +232,10 @@ func (fl *File) drain(cur *fileState, h Handler, final bool) {
 				}
 				line := appendMax(cur.partial, data[:i])
 				consumed := cur.pending + int64(i) + 1
+				if !h(string(bytes.TrimSuffix(line, []byte("\r")))) {
+					return false // cur.offset is still before the line
+				}
 				cur.partial, cur.pending = nil, 0
-				h(string(bytes.TrimSuffix(line, []byte("\r"))))
 				cur.offset += consumed
 				end := n - len(data) + i + 1 // in cur.buf
 				cur.tail = append(cur.tail[:0], cur.buf[max(0, end-tailLen):end]...)
@@ -230,10 +247,13 @@ func (fl *File) drain(cur *fileState, h Handler, final bool) {
 		}
 	}
 	if final && cur.pending > 0 {
-		h(string(cur.partial))
+		if !h(string(cur.partial)) {
+			return false
+		}
 		cur.offset += cur.pending
 		cur.partial, cur.pending = nil, 0
 	}
+	return true
 }
 
 const tailLen = 64

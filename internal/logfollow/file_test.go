@@ -23,7 +23,7 @@ func start(t *testing.T, f Follower, all []string) *collector {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{t: t, lines: make(chan string, 1000), all: all, cancel: cancel, done: make(chan error, 1)}
-	go func() { c.done <- f.Follow(ctx, func(l string) { c.lines <- l }) }()
+	go func() { c.done <- f.Follow(ctx, func(l string) bool { c.lines <- l; return true }) }()
 	t.Cleanup(cancel)
 	return c
 }
@@ -168,5 +168,28 @@ func TestFileMissingAtStart(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	appendTo(t, path, line(1)+"\n")
 	c.expect(line(1))
+	c.stop()
+}
+
+// TestRefusedLineIsReadAgain: a handler that cannot handle a line stops
+// the follower before it; the next start begins with that line.
+func TestRefusedLineIsReadAgain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	os.WriteFile(path, []byte("one\ntwo\nthree\n"), 0o644)
+	f := &File{Path: path, State: filepath.Join(dir, "pos"), Poll: 20 * time.Millisecond}
+	var got []string
+	err := f.Follow(context.Background(), func(l string) bool {
+		if l == "two" {
+			return false // the store is down and serve is stopping
+		}
+		got = append(got, l)
+		return true
+	})
+	if err != nil || strings.Join(got, ",") != "one" {
+		t.Fatalf("first run: %v, lines %q", err, got)
+	}
+	c := start(t, f, nil)
+	c.expect("two", "three")
 	c.stop()
 }

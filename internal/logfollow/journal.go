@@ -181,7 +181,15 @@ func (j *Journal) run(ctx context.Context, pos *Position, sv *saver, h Handler, 
 			if err := json.Unmarshal(b, &e); err != nil || e.Cursor == "" {
 				continue
 			}
-			h(e.line())
+			if !h(e.line()) {
+				// Stop before this entry: the saved cursor is the one
+				// before it, so the next start reads it again.
+				if err := sv.save(*pos, true); err != nil {
+					log.Error("saving the journal cursor failed", "err", err)
+				}
+				cmd.Cancel()
+				return nil
+			}
 			pos.Cursor = e.Cursor
 			if err := sv.save(*pos, false); err != nil {
 				log.Error("saving the journal cursor failed", "err", err)

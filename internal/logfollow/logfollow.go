@@ -18,8 +18,12 @@ import (
 	"time"
 )
 
-// Handler gets each complete line, without its line end.
-type Handler func(line string)
+// Handler gets each complete line, without its line end, and says
+// whether it handled it. A handler that cannot (it waited for its store
+// until the follower's context ended) returns false: the follower then
+// stops before that line, saving the position that leaves it unread, so
+// the next start reads it again.
+type Handler func(line string) bool
 
 // Follower follows one log until ctx ends.
 type Follower interface {
