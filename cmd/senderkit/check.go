@@ -59,7 +59,7 @@ func (c *cli) check(args []string) int {
 	}
 	// The DKIM tables and every key they name, as serve would load them.
 	if cfg.Milter.KeyTable != "" {
-		if _, err := loadDKIM(cfg); err != nil {
+		if _, err := loadDKIM(cfg, nil); err != nil {
 			fmt.Fprintf(c.stderr, "%s: milter.key_table / signing_table: %v\n", name, err)
 			problems++
 		}
@@ -82,7 +82,7 @@ const doctorTimeout = 5 * time.Minute
 func (c *cli) checkDNS(cfg *conf.Config, rootCAFile string) int {
 	o := doctor.Options{Config: cfg, HELOName: cfg.Check.HELOName}
 	var err error
-	if o.DKIM, err = loadDKIM(cfg); err != nil {
+	if o.DKIM, err = loadDKIM(cfg, nil); err != nil {
 		return c.errorf(exitFailure, "check", "%v", err)
 	}
 	if o.Resolver, err = doctor.NewResolver(cfg.Check.ResolverAddr(), cfg.Check.Timeout.D()); err != nil {

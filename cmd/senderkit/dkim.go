@@ -104,7 +104,7 @@ func (c *cli) loadSigning(cmd string, cf configFlags) (*dkim.Set, int) {
 	if err != nil {
 		return nil, c.errorf(exitFailure, cmd, "%v", err)
 	}
-	s, err := loadDKIM(cfg)
+	s, err := loadDKIM(cfg, nil)
 	if err != nil {
 		return nil, c.errorf(exitFailure, cmd, "%v", err)
 	}

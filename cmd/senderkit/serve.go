@@ -27,7 +27,7 @@ type state struct {
 }
 
 // stateLoader reads the configuration and everything that comes with it.
-func stateLoader(cf configFlags) conf.Loader[*state] {
+func stateLoader(cf configFlags, log *slog.Logger) conf.Loader[*state] {
 	return func() (*state, []string, error) {
 		cfg, err := cf.load()
 		if err != nil {
@@ -37,7 +37,7 @@ func stateLoader(cf configFlags) conf.Loader[*state] {
 		if err != nil {
 			return nil, nil, err
 		}
-		signing, err := loadDKIM(cfg)
+		signing, err := loadDKIM(cfg, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -100,7 +100,7 @@ func (c *cli) serve(args []string) int {
 	if created {
 		log.Info("created a token key", "dir", cfg.KeyDir(), "file", "1.key")
 	}
-	w, err := conf.NewWatcher(stateLoader(cf), logs.For("conf"))
+	w, err := conf.NewWatcher(stateLoader(cf, logs.For("milter")), logs.For("conf"))
 	if err != nil {
 		return c.errorf(exitFailure, "serve", "%v", err)
 	}

@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/milter"
 	"github.com/senderkit/senderkit/milter/dkim"
 )
 
-// loadDKIM reads the DKIM tables and keys the configuration names.
-func loadDKIM(cfg *conf.Config) (*dkim.Set, error) {
+// loadDKIM reads the DKIM tables and keys the configuration names; log
+// hears which implementation makes RSA signatures (nil: nobody does).
+func loadDKIM(cfg *conf.Config, log *slog.Logger) (*dkim.Set, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	m := cfg.Milter
 	return dkim.Load(dkim.Options{
 		KeyTable:     m.KeyTable,
@@ -17,6 +22,7 @@ func loadDKIM(cfg *conf.Config) (*dkim.Set, error) {
 		Dir:          cfg.StateDir,
 		Multiple:     m.MultipleSignatures,
 		ProviderKeys: m.ProviderKeys,
+		Log:          log,
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -27,6 +28,9 @@ type Options struct {
 	// signature need not align with the From domain: the provider's own
 	// signature on its customers' mail.
 	ProviderKeys []string
+	// Log says, once, whether OpenSSL or Go makes RSA signatures, and
+	// warns when OpenSSL fails; nil: slog.Default().
+	Log *slog.Logger
 }
 
 // ErrNotAligned is returned when a matching rule's d= does not align
@@ -44,6 +48,7 @@ type Set struct {
 	static   map[string]crypto.Signer // key file path or inline key -> key
 	dynamic  sync.Map                 // key file path with "%" filled in -> crypto.Signer
 	files    []string
+	log      *slog.Logger
 }
 
 // Load reads both tables and every key they name that does not depend
@@ -73,7 +78,7 @@ func Load(o Options) (*Set, error) {
 		return nil, fmt.Errorf("dkim: %w", err)
 	}
 	s := &Set{keys: kt, signing: st, multiple: o.Multiple, provider: map[string]bool{},
-		static: map[string]crypto.Signer{}, files: []string{kd.Path, sd.Path}}
+		static: map[string]crypto.Signer{}, files: []string{kd.Path, sd.Path}, log: o.Log}
 	for _, p := range o.ProviderKeys {
 		if _, ok := kt.Lookup(p); !ok {
 			return nil, fmt.Errorf("dkim: provider key %q is not in KeyTable %s", p, kd.Path)
@@ -201,7 +206,7 @@ func (s *Set) prepare(e *KeyEntry) error {
 	if err != nil {
 		return fmt.Errorf("KeyTable line %d: %v", e.Line, err)
 	}
-	s.static[e.Key] = k
+	s.static[e.Key] = signerOf(k, s.log)
 	return nil
 }
 
@@ -333,8 +338,10 @@ func (s *Set) key(e *KeyEntry, d string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.dynamic.Store(p, k)
-	return k, nil
+	// Two messages may load the same key at once: one signer is kept,
+	// the other is garbage, and its EVP_PKEY is freed with it.
+	got, _ := s.dynamic.LoadOrStore(p, signerOf(k, s.log))
+	return got.(crypto.Signer), nil
 }
 
 // Record is the DNS TXT record of one KeyTable entry's key.
