@@ -100,6 +100,8 @@ const (
 	Unattributed  EventType = "unattributed"   // a report whose token did not verify
 	Forwarded     EventType = "forwarded"      // mail for a person, passed to the role address
 	Quarantined   EventType = "quarantined"    // a message the bounce pipe could not read, kept aside
+	Paused        EventType = "scope-paused"   // a scope's bulk mail put on hold (vetting, or an administrator)
+	Resumed       EventType = "scope-resumed"  // an administrator let a paused scope send again
 )
 
 // Event is one row of history, with its evidence.
@@ -192,6 +194,13 @@ const (
 	// ResetStreak ends the recipient's streak of soft bounces: a
 	// delivery (status=sent in Postfix's log) does this.
 	ResetStreak
+	// PauseScope puts Change.Scope on hold (see Pause), with the event
+	// as its cause. Changed is false, and the event is still recorded,
+	// when the scope was already paused: the first cause is kept.
+	PauseScope
+	// ResumeScope ends Change.Scope's pause. Changed is false when the
+	// scope was not paused.
+	ResumeScope
 )
 
 // Change is the effect an event has on the suppression list.
@@ -309,6 +318,7 @@ type DayCount struct {
 	Deferred      int       // copies deferred at least once
 	HardBounced   int       // copies that failed for good at the recipient
 	SoftBounced   int       // copies that failed for a passing reason
+	UnknownUser   int       // of HardBounced, copies whose recipient does not exist (reason "userunknown")
 	SenderProblem int       // copies refused for a reason that blames the sender
 	Complaints    int       // copies complained about ("not-spam" reports excluded)
 	Unsubscribes  int       // copies whose recipient unsubscribed through them
@@ -334,6 +344,33 @@ type ProblemCount struct {
 	Count   int
 	Last    time.Time
 	Example string // the remote's text of the last one
+}
+
+// Pause is a scope on hold: its bulk mail is deferred until an
+// administrator resumes it.
+type Pause struct {
+	Scope   string
+	Since   time.Time // the cause's time
+	EventID int64     // the Paused event that began it
+	// Cause is the event EventID names: its Reason says which threshold
+	// was passed ("complaint-rate", "hard-bounce-rate", "manual", ...)
+	// and its Diagnostic the figures.
+	Cause Event
+}
+
+// WarmupDay is one warm-up's traffic to one destination group on one
+// day of its schedule.
+type WarmupDay struct {
+	Warmup      string    // the warm-up's name in the configuration
+	Destination string    // destination group, "google.com"
+	Day         time.Time // 00:00 of the day in the warm-up's time zone, as UTC
+	Sent        int       // recipients accepted
+	// Held is true when the destination deferred or refused the
+	// warm-up's mail that day: the schedule does not grow past it.
+	Held bool
+	// Relay is the relay that counted (set by the store from the
+	// handle's name; ignored on input, "" from WarmupDays).
+	Relay string
 }
 
 // EventCount is how many events of one type, reason and scope there are.
@@ -400,6 +437,10 @@ type Store interface {
 	// SendDays counts, per scope, stream and send day, what became of
 	// the copies sent in [since, until).
 	SendDays(ctx context.Context, since, until time.Time) ([]DayCount, error)
+	// SendTotals is SendDays over the whole of [since, until): one row
+	// per scope and stream, with Day set to since. Scope health is
+	// judged on it over sliding windows.
+	SendTotals(ctx context.Context, since, until time.Time) ([]DayCount, error)
 	// SendDaysByRelay is SendDays split by the relay that sent each
 	// copy, in (relay, scope, stream, day) order.
 	SendDaysByRelay(ctx context.Context, since, until time.Time) ([]DayCount, error)
@@ -422,6 +463,18 @@ type Store interface {
 	// Throttles returns the throttle state every relay last set, by
 	// destination, scope and relay.
 	Throttles(ctx context.Context) ([]Throttle, error)
+
+	// Pauses returns the scopes on hold, by scope name.
+	Pauses(ctx context.Context) ([]Pause, error)
+
+	// AddWarmup adds each day's Sent to what this handle's relay counted
+	// for the same warm-up, destination and day, and sets Held when
+	// given (Held is never cleared), in one transaction.
+	AddWarmup(ctx context.Context, days []WarmupDay) error
+	// WarmupDays returns a warm-up's days from since on, summed over
+	// the relays (Held when any relay saw the destination defer), by
+	// destination and day.
+	WarmupDays(ctx context.Context, warmup string, since time.Time) ([]WarmupDay, error)
 
 	Close() error
 }

@@ -14,12 +14,12 @@ import (
 
 // Copied counts the rows CopyFromSQLite copied, per table.
 type Copied struct {
-	Names, Sends, Events, Suppressions, Streaks, Throttles int64
+	Names, Sends, Events, Suppressions, Streaks, Throttles, Pauses, WarmupDays int64
 }
 
 func (c Copied) String() string {
-	return fmt.Sprintf("%d names, %d sends, %d events, %d suppressions, %d soft-bounce streak entries, %d throttle states",
-		c.Names, c.Sends, c.Events, c.Suppressions, c.Streaks, c.Throttles)
+	return fmt.Sprintf("%d names, %d sends, %d events, %d suppressions, %d soft-bounce streak entries, %d throttle states, %d scope pauses, %d warm-up day counts",
+		c.Names, c.Sends, c.Events, c.Suppressions, c.Streaks, c.Throttles, c.Pauses, c.WarmupDays)
 }
 
 // copyTable is one table's copy: the SQLite query and the PostgreSQL
@@ -36,11 +36,12 @@ type copyTable struct {
 // CopyFromSQLite copies the single-host store in the SQLite file at path
 // into d, which must be empty: names with their ids (tokens in flight
 // carry them), sends, events with their ids and keys, suppressions with
-// their evidence, soft-bounce streaks and throttle state. Rows written
-// before relays were recorded are given relay. The source is brought to
-// the current schema first (as any senderkit command would), then read in
-// one snapshot; the destination is written in one transaction, so a
-// failed copy leaves it empty.
+// their evidence, soft-bounce streaks, throttle state, scope pauses with
+// their cause, and warm-up counts. Rows written before relays were
+// recorded are given relay. The source is brought to the current schema
+// first (as any senderkit command would), then read in one snapshot; the
+// destination is written in one transaction, so a failed copy leaves it
+// empty.
 func CopyFromSQLite(ctx context.Context, d *DB, path, relay string) (Copied, error) {
 	var n Copied
 	src, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
@@ -85,6 +86,10 @@ func CopyFromSQLite(ctx context.Context, d *DB, path, relay string) (Copied, err
 	updated FROM throttles`,
 			[]string{"relay", "destination", "scope", "state", "rate", "since", "until", "tempfails", "successes",
 				"reason", "reply", "updated"}, &n.Throttles, func(v []any) { v[0] = relayOr(v[0]) }},
+		{"pauses", "SELECT scope_id, event_id FROM pauses", []string{"scope_id", "event_id"}, &n.Pauses, nil},
+		{"warmup_days", "SELECT warmup, destination, day, relay, sent, held FROM warmup_days",
+			[]string{"warmup", "destination", "day", "relay", "sent", "held"}, &n.WarmupDays,
+			func(v []any) { v[3] = relayOr(v[3]); v[5] = v[5] != nil && v[5].(int64) != 0 }},
 	}
 
 	err = d.write(ctx, func(tx pgx.Tx) error {
@@ -95,7 +100,7 @@ func CopyFromSQLite(ctx context.Context, d *DB, path, relay string) (Copied, err
 		var used int64
 		err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM names WHERE NOT (kind = 1 AND name = '*'))
 	+ (SELECT count(*) FROM sends) + (SELECT count(*) FROM events) + (SELECT count(*) FROM suppressions)
-	+ (SELECT count(*) FROM throttles)`).Scan(&used)
+	+ (SELECT count(*) FROM throttles) + (SELECT count(*) FROM pauses) + (SELECT count(*) FROM warmup_days)`).Scan(&used)
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,9 @@ type dump struct {
 	Suppressions []store.Suppression
 	Throttles    []store.Throttle
 	Days         []store.DayCount
+	Totals       []store.DayCount
+	Pauses       []store.Pause
+	Warmup       []store.WarmupDay
 }
 
 func read(t *testing.T, s store.Store, ids []uint32, sends []uint64, at time.Time) dump {
@@ -56,12 +59,22 @@ func read(t *testing.T, s store.Store, ids []uint32, sends []uint64, at time.Tim
 	if d.Days, err = s.SendDaysByRelay(ctx, at.Add(-30*24*time.Hour), at.Add(30*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	if d.Totals, err = s.SendTotals(ctx, at.Add(-30*24*time.Hour), at.Add(30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if d.Pauses, err = s.Pauses(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d.Warmup, err = s.WarmupDays(ctx, "new-ip", at.Add(-30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	return d
 }
 
 // TestCopyFromSQLite: a single-host store copied to PostgreSQL reads the
-// same through the store interface (ids, keys, evidence, streaks and
-// throttle state included), and goes on from where it was.
+// same through the store interface (ids, keys, evidence, streaks,
+// throttle state, scope pauses and warm-up counts included), and goes on
+// from where it was.
 func TestCopyFromSQLite(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
@@ -115,8 +128,44 @@ func TestCopyFromSQLite(t *testing.T) {
 		Reason: "rate-limited", Reply: "421 4.7.28 slow down", Updated: at}}); err != nil {
 		t.Fatal(err)
 	}
+	// Scopes on hold: acme (paused twice: the first cause stays) and
+	// globex; initech was paused and resumed.
+	pause := func(scope, reason string, at time.Time, op store.Op) {
+		t.Helper()
+		typ := store.Paused
+		if op == store.ResumeScope {
+			typ = store.Resumed
+		}
+		rec(store.Event{At: at, Type: typ, Scope: scope, Reason: reason, Diagnostic: "complaints 0.5% of 400 copies", Source: "vetting"},
+			store.Change{Op: op, Scope: scope})
+	}
+	pause("acme", "complaint-rate", at, store.PauseScope)
+	pause("acme", "hard-bounce-rate", at.Add(time.Hour), store.PauseScope)
+	pause("globex", "manual", at.Add(2*time.Hour), store.PauseScope)
+	pause("initech", "manual", at.Add(3*time.Hour), store.PauseScope)
+	pause("initech", "", at.Add(4*time.Hour), store.ResumeScope)
+	// Warm-up counts, one day written before the relay was named.
+	d1 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.FixedZone("CET", 3600)).UTC()
+	if err := src.AddWarmup(ctx, []store.WarmupDay{
+		{Warmup: "new-ip", Destination: "google.com", Day: d1, Sent: 100, Held: true},
+		{Warmup: "new-ip", Destination: "yahoo.com", Day: d1, Sent: 20},
+		{Warmup: "new-ip", Destination: "google.com", Day: d1.Add(day), Sent: 5},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	unnamed, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unnamed.AddWarmup(ctx, []store.WarmupDay{{Warmup: "new-ip", Destination: "google.com", Day: d1.Add(-day), Sent: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	unnamed.Close()
 	want := read(t, src, ids, sends, at)
 	src.Close()
+	if len(want.Pauses) != 2 || len(want.Warmup) != 4 || len(want.Totals) != 1 {
+		t.Fatalf("the SQLite store holds %d pauses, %d warm-up days, %d send totals; want 2, 4 and 1", len(want.Pauses), len(want.Warmup), len(want.Totals))
+	}
 
 	srv := pgtest.Start(t, pgtest.Options{})
 	dsn := srv.NewDatabase(t)
@@ -126,7 +175,8 @@ func TestCopyFromSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Names != 6 || n.Sends != 3 || n.Events != 9 || n.Suppressions != 6 || n.Streaks != 1 || n.Throttles != 1 {
+	if n.Names != 6 || n.Sends != 3 || n.Events != 14 || n.Suppressions != 6 || n.Streaks != 1 || n.Throttles != 1 ||
+		n.Pauses != 2 || n.WarmupDays != 4 {
 		t.Errorf("copied %v", n)
 	}
 	got := read(t, d, ids, sends, at)
@@ -134,14 +184,46 @@ func TestCopyFromSQLite(t *testing.T) {
 		t.Errorf("PostgreSQL after the copy:\n%+v\nSQLite:\n%+v", got, want)
 	}
 
+	// Warm-up rows written before the relay was named are the relay's.
+	var relays []string
+	rows, err := d.pool.Query(ctx, "SELECT DISTINCT relay FROM warmup_days")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			t.Fatal(err)
+		}
+		relays = append(relays, r)
+	}
+	rows.Close()
+	if fmt.Sprint(relays) != "[mx-old]" {
+		t.Errorf("warm-up rows copied with relays %v, want [mx-old]", relays)
+	}
+
 	// The copy goes on where the single host stopped: the streak counts
-	// on, new names and events take new ids.
+	// on, new names and events take new ids; the pauses and the warm-up
+	// counts go on too.
 	r, err := d.Record(ctx, store.Event{At: at.Add(15 * day), Type: store.Bounced, Scope: "initech", Address: "full@example.com", SendID: 4343, Source: "bouncepipe"}, streak)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Streak.Sends != 2 || !r.Changed || r.EventID <= want.Events[len(want.Events)-1].ID {
 		t.Errorf("after the copy: %+v", r)
+	}
+	if r, err := d.Record(ctx, store.Event{At: at.Add(15 * day), Type: store.Resumed, Scope: "globex", Source: "cli"},
+		store.Change{Op: store.ResumeScope, Scope: "globex"}); err != nil || !r.Changed {
+		t.Errorf("resuming a copied pause: %+v %v", r, err)
+	}
+	if ps, err := d.Pauses(ctx); err != nil || len(ps) != 1 || ps[0].Scope != "acme" || ps[0].Cause.Reason != "complaint-rate" {
+		t.Errorf("pauses after resuming globex: %+v %v", ps, err)
+	}
+	if err := d.AddWarmup(ctx, []store.WarmupDay{{Warmup: "new-ip", Destination: "google.com", Day: d1, Sent: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if ws, err := d.WarmupDays(ctx, "new-ip", d1); err != nil || len(ws) != 3 || ws[0].Sent != 101 || !ws[0].Held {
+		t.Errorf("warm-up after the copy, mx1 adding to mx-old's day: %+v %v", ws, err)
 	}
 	if id, err := d.ID(ctx, store.ScopeName, "umbrella"); err != nil || id <= ids[len(ids)-1] {
 		t.Errorf("a new name got id %d (%v), not after the copied ones", id, err)

@@ -87,6 +87,55 @@ func TestMigrateOnce(t *testing.T) {
 	}
 }
 
+// TestUpgradeFrom1: a database made before scope pauses and warm-up
+// counts (schema version 1) is brought to the current schema on open,
+// keeps what it held, and takes pauses and warm-up days.
+func TestUpgradeFrom1(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		migrations[0],
+		"CREATE TABLE senderkit_schema (version integer NOT NULL)",
+		"INSERT INTO senderkit_schema (version) VALUES (1)",
+		"INSERT INTO names (kind, name) VALUES (1, 'acme')",
+		"INSERT INTO events (at, type, scope_id, address, source) VALUES (1700000000, 'suppressed', 2, 'a@example.com', 'cli')",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	conn.Close(ctx)
+
+	d := open(t, dsn, Options{Relay: "mx1"})
+	defer d.Close()
+	if v, err := d.Version(ctx); err != nil || v != len(migrations) || v != 2 {
+		t.Fatalf("schema version %d (%v), want %d", v, err, len(migrations))
+	}
+	if id, err := d.ID(ctx, store.ScopeName, "acme"); err != nil || id != 2 {
+		t.Errorf("acme is %d (%v) after the upgrade, want 2", id, err)
+	}
+	ev := store.Event{At: time.Unix(1700000100, 0), Type: store.Paused, Scope: "acme", Reason: "manual", Source: "cli"}
+	r, err := d.Record(ctx, ev, store.Change{Op: store.PauseScope, Scope: "acme"})
+	if err != nil || !r.Changed || r.EventID != 2 {
+		t.Fatalf("pause after the upgrade: %+v %v", r, err)
+	}
+	if ps, err := d.Pauses(ctx); err != nil || len(ps) != 1 || ps[0].Scope != "acme" || ps[0].EventID != 2 || ps[0].Cause.Relay != "mx1" {
+		t.Errorf("Pauses after the upgrade: %+v %v", ps, err)
+	}
+	day := time.Unix(1700000000, 0)
+	if err := d.AddWarmup(ctx, []store.WarmupDay{{Warmup: "w", Destination: "google.com", Day: day, Sent: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if ws, err := d.WarmupDays(ctx, "w", day); err != nil || len(ws) != 1 || ws[0].Sent != 3 {
+		t.Errorf("WarmupDays after the upgrade: %+v %v", ws, err)
+	}
+}
+
 // TestUnavailable: while the database is down every call fails, within
 // the timeout, with store.ErrBusy (what the plug-ins take for a
 // temporary failure); when it is back the same handle works again.

@@ -27,6 +27,12 @@ func checkChange(ch store.Change) error {
 	switch ch.Op {
 	case store.NoOp:
 		return nil
+	case store.PauseScope, store.ResumeScope:
+		// A pause is a scope's: there is no pause of every scope.
+		if ch.Scope == "" || ch.Scope == store.AllScopes {
+			return fmt.Errorf("%w: pause or resume of scope %q", store.ErrInvalid, ch.Scope)
+		}
+		return nil
 	case store.Suppress:
 		if !ch.Reason.Valid() {
 			return fmt.Errorf("%w: suppression reason %q", store.ErrInvalid, ch.Reason)
@@ -85,7 +91,7 @@ type ids struct {
 	evScope, evStream uint32
 	hasScope, hasStr  bool
 	scope, stream     uint32 // the change's; stream 0 for every stream
-	found             bool   // the change's names exist (Unsuppress, ResetStreak)
+	found             bool   // the change's names exist (Unsuppress, ResetStreak, ResumeScope)
 }
 
 func (d *DB) recordIDs(ctx context.Context, ev store.Event, ch store.Change) (ids, error) {
@@ -114,6 +120,14 @@ func (d *DB) recordIDs(ctx context.Context, ev store.Event, ch store.Change) (id
 			}
 		}
 		n.found = true
+	case store.PauseScope:
+		if n.scope, err = d.ID(ctx, store.ScopeName, ch.Scope); err != nil {
+			return n, err
+		}
+		n.found = true
+	case store.ResumeScope:
+		// A scope never named was never paused.
+		n.scope, n.found, err = d.findID(ctx, store.ScopeName, ch.Scope)
 	case store.Unsuppress, store.ResetStreak:
 		// Names that were never used have nothing to remove.
 		if n.scope, n.found, err = d.findID(ctx, store.ScopeName, ch.Scope); err != nil || !n.found {
@@ -165,6 +179,10 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 			return d.softBounceTx(ctx, tx, ev, res.EventID, ch, n, &res)
 		case store.ResetStreak:
 			return d.resetStreakTx(ctx, tx, ch, n, &res)
+		case store.PauseScope:
+			return d.pauseTx(ctx, tx, res.EventID, n, &res)
+		case store.ResumeScope:
+			return d.resumeTx(ctx, tx, n, &res)
 		}
 		return nil
 	})
@@ -289,6 +307,30 @@ func (d *DB) resetStreakTx(ctx context.Context, tx pgx.Tx, ch store.Change, n id
 		return nil
 	}
 	ct, err := tx.Exec(ctx, "DELETE FROM bounce_streaks WHERE scope_id = $1 AND address = $2", int64(n.scope), ch.Address)
+	if err != nil {
+		return err
+	}
+	res.Changed = ct.RowsAffected() > 0
+	return nil
+}
+
+// pauseTx puts the change's scope on hold with event eventID as the
+// cause, unless it is on hold already (the first cause is kept).
+func (d *DB) pauseTx(ctx context.Context, tx pgx.Tx, eventID int64, n ids, res *store.Result) error {
+	ct, err := tx.Exec(ctx, "INSERT INTO pauses (scope_id, event_id) VALUES ($1, $2) ON CONFLICT (scope_id) DO NOTHING",
+		int64(n.scope), eventID)
+	if err != nil {
+		return err
+	}
+	res.Changed = ct.RowsAffected() > 0
+	return nil
+}
+
+func (d *DB) resumeTx(ctx context.Context, tx pgx.Tx, n ids, res *store.Result) error {
+	if !n.found {
+		return nil
+	}
+	ct, err := tx.Exec(ctx, "DELETE FROM pauses WHERE scope_id = $1", int64(n.scope))
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,10 @@ import (
 )
 
 // sendDaysSQL folds each copy's events into flags, then sums the flags
-// per (relay,) scope, stream and send day. $1 and $2 bound the send time.
+// per (relay,) scope, stream and bucket. $1 and $2 bound the send time.
+// The first %s is the relay column (or an empty string), the second the
+// bucket: the send day (days since the epoch) for SendDays, a constant
+// for SendTotals.
 const sendDaysSQL = `
 WITH copies AS (
 	SELECT id, scope_id, stream_id, at, %s AS relay FROM sends WHERE at >= $1 AND at < $2
@@ -22,6 +25,7 @@ WITH copies AS (
 		max((e.type = 'delivered')::int) AS delivered,
 		max((e.type = 'deferred')::int) AS deferred,
 		max((e.type = 'bounced' AND e.hard)::int) AS hard,
+		max((e.type = 'bounced' AND e.hard AND e.reason = 'userunknown')::int) AS unknown,
 		max((e.type = 'bounced' AND NOT e.hard)::int) AS soft,
 		max((e.type = 'sender-problem')::int) AS problem,
 		max((e.type = 'complaint' AND e.feedback_type <> 'not-spam')::int) AS complaint,
@@ -29,43 +33,55 @@ WITH copies AS (
 	FROM events e JOIN copies c ON c.id = e.send_id
 	GROUP BY e.send_id
 )
-SELECT c.relay, sc.name, st.name, c.at / 86400 AS day, count(*),
-	coalesce(sum(f.delivered), 0), coalesce(sum(f.deferred), 0), coalesce(sum(f.hard), 0),
+SELECT c.relay, sc.name, st.name, %s AS bucket, count(*),
+	coalesce(sum(f.delivered), 0), coalesce(sum(f.deferred), 0), coalesce(sum(f.hard), 0), coalesce(sum(f.unknown), 0),
 	coalesce(sum(f.soft), 0), coalesce(sum(f.problem), 0), coalesce(sum(f.complaint), 0), coalesce(sum(f.unsub), 0)
 FROM copies c
 JOIN names sc ON sc.id = c.scope_id
 JOIN names st ON st.id = c.stream_id
 LEFT JOIN fate f ON f.send_id = c.id
-GROUP BY c.relay, sc.name, st.name, day
-ORDER BY c.relay, sc.name, st.name, day`
+GROUP BY c.relay, sc.name, st.name, bucket
+ORDER BY c.relay, sc.name, st.name, bucket`
 
 // SendDays implements store.Store.
 func (d *DB) SendDays(ctx context.Context, since, until time.Time) ([]store.DayCount, error) {
-	return d.sendDays(ctx, since, until, false)
+	return d.sendDays(ctx, since, until, false, false)
 }
 
 // SendDaysByRelay implements store.Store.
 func (d *DB) SendDaysByRelay(ctx context.Context, since, until time.Time) ([]store.DayCount, error) {
-	return d.sendDays(ctx, since, until, true)
+	return d.sendDays(ctx, since, until, true, false)
 }
 
-func (d *DB) sendDays(ctx context.Context, since, until time.Time, byRelay bool) ([]store.DayCount, error) {
-	relay := `''::text COLLATE "C"`
+// SendTotals implements store.Store.
+func (d *DB) SendTotals(ctx context.Context, since, until time.Time) ([]store.DayCount, error) {
+	return d.sendDays(ctx, since, until, false, true)
+}
+
+// sendDays runs sendDaysSQL: per day, or (whole) over the period.
+func (d *DB) sendDays(ctx context.Context, since, until time.Time, byRelay, whole bool) ([]store.DayCount, error) {
+	relay, bucket := `''::text COLLATE "C"`, "c.at / 86400"
 	if byRelay {
 		relay = "relay"
+	}
+	if whole {
+		bucket = "0::bigint"
 	}
 	var out []store.DayCount
 	err := d.query(ctx, func(rows pgx.Rows) error {
 		var c store.DayCount
 		var day int64
 		if err := rows.Scan(&c.Relay, &c.Scope, &c.Stream, &day, &c.Sent, &c.Delivered, &c.Deferred, &c.HardBounced,
-			&c.SoftBounced, &c.SenderProblem, &c.Complaints, &c.Unsubscribes); err != nil {
+			&c.UnknownUser, &c.SoftBounced, &c.SenderProblem, &c.Complaints, &c.Unsubscribes); err != nil {
 			return err
 		}
 		c.Day = time.Unix(day*86400, 0).UTC()
+		if whole {
+			c.Day = since.UTC()
+		}
 		out = append(out, c)
 		return nil
-	}, func() { out = out[:0] }, fmt.Sprintf(sendDaysSQL, relay), since.Unix(), until.Unix())
+	}, func() { out = out[:0] }, fmt.Sprintf(sendDaysSQL, relay, bucket), since.Unix(), until.Unix())
 	if err != nil {
 		return nil, d.fail("send days", err)
 	}

@@ -104,4 +104,22 @@ CREATE TABLE throttles (
 	PRIMARY KEY (relay, destination, scope)
 );
 `,
+	// 2: SQLite's version 6: the scopes on hold (Record with PauseScope
+	// and ResumeScope), and each relay's count of a warm-up's traffic per
+	// destination and day of its schedule.
+	`
+CREATE TABLE pauses (
+	scope_id integer PRIMARY KEY REFERENCES names(id),
+	event_id bigint NOT NULL REFERENCES events(id) -- the Paused event that began it
+);
+CREATE TABLE warmup_days (
+	warmup      text COLLATE "C" NOT NULL, -- the warm-up's name in the configuration
+	destination text COLLATE "C" NOT NULL, -- a destination group, "google.com"
+	day         bigint NOT NULL,           -- unix seconds of 00:00 in the warm-up's time zone
+	relay       text COLLATE "C" NOT NULL,
+	sent        bigint NOT NULL,
+	held        boolean NOT NULL,          -- the destination deferred or refused that day
+	PRIMARY KEY (warmup, destination, day, relay)
+);
+`,
 }

@@ -127,4 +127,22 @@ INSERT INTO throttles_by_relay SELECT '', destination, scope, state, rate, since
 DROP TABLE throttles;
 ALTER TABLE throttles_by_relay RENAME TO throttles;
 `,
+	// 6: the scopes on hold (Record with PauseScope and ResumeScope),
+	// and each relay's count of a warm-up's traffic per destination and
+	// day of its schedule.
+	`
+CREATE TABLE pauses (
+	scope_id INTEGER PRIMARY KEY REFERENCES names(id),
+	event_id INTEGER NOT NULL REFERENCES events(id) -- the Paused event that began it
+);
+CREATE TABLE warmup_days (
+	warmup      TEXT NOT NULL,      -- the warm-up's name in the configuration
+	destination TEXT NOT NULL,      -- a destination group, "google.com"
+	day         INTEGER NOT NULL,   -- unix seconds of 00:00 in the warm-up's time zone
+	relay       TEXT NOT NULL,
+	sent        INTEGER NOT NULL,
+	held        INTEGER NOT NULL,   -- 1: the destination deferred or refused that day
+	PRIMARY KEY (warmup, destination, day, relay)
+) WITHOUT ROWID;
+`,
 }

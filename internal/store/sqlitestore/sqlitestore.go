@@ -571,6 +571,12 @@ func checkChange(ch store.Change) error {
 	switch ch.Op {
 	case store.NoOp:
 		return nil
+	case store.PauseScope, store.ResumeScope:
+		// A pause is a scope's: there is no pause of every scope.
+		if ch.Scope == "" || ch.Scope == store.AllScopes {
+			return fmt.Errorf("%w: pause or resume of scope %q", store.ErrInvalid, ch.Scope)
+		}
+		return nil
 	case store.Suppress:
 		if !ch.Reason.Valid() {
 			return fmt.Errorf("%w: suppression reason %q", store.ErrInvalid, ch.Reason)
@@ -687,6 +693,10 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 			return d.softBounceTx(ctx, tx, ev, id, ch, &res, &pend)
 		case store.ResetStreak:
 			return d.resetStreakTx(ctx, tx, ch, &res)
+		case store.PauseScope:
+			return d.pauseTx(ctx, tx, id, ch, &res, &pend)
+		case store.ResumeScope:
+			return d.resumeTx(ctx, tx, ch, &res)
 		}
 		return nil
 	})
@@ -840,6 +850,36 @@ func (d *DB) resetStreakTx(ctx context.Context, tx *sql.Tx, ch store.Change, res
 		return err
 	}
 	r, err := tx.ExecContext(ctx, "DELETE FROM bounce_streaks WHERE scope_id = ? AND address = ?", sc, ch.Address)
+	if err != nil {
+		return err
+	}
+	n, _ := r.RowsAffected()
+	res.Changed = n > 0
+	return nil
+}
+
+// pauseTx puts ch.Scope on hold with event eventID as the cause, unless
+// it is on hold already (the first cause is kept).
+func (d *DB) pauseTx(ctx context.Context, tx *sql.Tx, eventID int64, ch store.Change, res *store.Result, pend *pendingNames) error {
+	sc, err := d.idTx(ctx, tx, store.ScopeName, ch.Scope, pend)
+	if err != nil {
+		return err
+	}
+	r, err := tx.ExecContext(ctx, "INSERT INTO pauses (scope_id, event_id) VALUES (?, ?) ON CONFLICT (scope_id) DO NOTHING", sc, eventID)
+	if err != nil {
+		return err
+	}
+	n, _ := r.RowsAffected()
+	res.Changed = n > 0
+	return nil
+}
+
+func (d *DB) resumeTx(ctx context.Context, tx *sql.Tx, ch store.Change, res *store.Result) error {
+	sc, ok, err := d.findID(ctx, tx, store.ScopeName, ch.Scope)
+	if err != nil || !ok {
+		return err
+	}
+	r, err := tx.ExecContext(ctx, "DELETE FROM pauses WHERE scope_id = ?", sc)
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,58 @@ func TestReopenAndNewerSchema(t *testing.T) {
 	}
 }
 
+// TestUpgradeFrom5: a store made before scope pauses and warm-up counts
+// (schema version 5) is brought to the current schema on open, keeps
+// what it held, and takes pauses and warm-up days.
+func TestUpgradeFrom5(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range migrations[:5] {
+		if _, err := raw.Exec(m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	for _, q := range []string{
+		"PRAGMA user_version = 5",
+		"INSERT INTO names (kind, name) VALUES (1, 'acme')",
+		"INSERT INTO events (at, type, scope_id, address, source) VALUES (1700000000, 'suppressed', 2, 'a@example.com', 'cli')",
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+
+	ctx := context.Background()
+	d := open(t, path, Options{})
+	defer d.Close()
+	var v int
+	if err := d.r.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != len(migrations) || v != 6 {
+		t.Fatalf("schema version %d (%v), want %d", v, err, len(migrations))
+	}
+	if id, err := d.ID(ctx, store.ScopeName, "acme"); err != nil || id != 2 {
+		t.Errorf("acme is %d (%v) after the upgrade, want 2", id, err)
+	}
+	ev := store.Event{At: time.Unix(1700000100, 0), Type: store.Paused, Scope: "acme", Reason: "manual", Source: "cli"}
+	r, err := d.Record(ctx, ev, store.Change{Op: store.PauseScope, Scope: "acme"})
+	if err != nil || !r.Changed || r.EventID != 2 {
+		t.Fatalf("pause after the upgrade: %+v %v", r, err)
+	}
+	if ps, err := d.Pauses(ctx); err != nil || len(ps) != 1 || ps[0].Scope != "acme" || ps[0].EventID != 2 {
+		t.Errorf("Pauses after the upgrade: %+v %v", ps, err)
+	}
+	day := time.Unix(1700000000, 0)
+	if err := d.AddWarmup(ctx, []store.WarmupDay{{Warmup: "w", Destination: "google.com", Day: day, Sent: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if ws, err := d.WarmupDays(ctx, "w", day); err != nil || len(ws) != 1 || ws[0].Sent != 3 {
+		t.Errorf("WarmupDays after the upgrade: %+v %v", ws, err)
+	}
+}
+
 // holdLock takes the write lock on path from a separate connection and
 // returns a function that releases it.
 func holdLock(t *testing.T, path string) func() {

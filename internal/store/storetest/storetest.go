@@ -41,6 +41,9 @@ func Run(t *testing.T, open Opener) {
 		{"Invalid", testInvalid},
 		{"ListedSince", testListedSince},
 		{"Throttles", testThrottles},
+		{"Pauses", testPauses},
+		{"SendTotals", testSendTotals},
+		{"Warmup", testWarmup},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -683,6 +686,8 @@ func RunShared(t *testing.T, open SharedOpener) {
 		{"ConcurrentKeys", testConcurrentKeys},
 		{"ConcurrentSoftBounces", testConcurrentSoftBounces},
 		{"CursorsMissNothing", testCursors},
+		{"PausesAcrossRelays", testPausesShared},
+		{"WarmupAcrossRelays", testWarmupShared},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -960,4 +965,434 @@ func testCursors(t *testing.T, open func(string) store.Store) {
 	if counted != handles*perHandle {
 		t.Errorf("the incremental counts add up to %d events, want %d", counted, handles*perHandle)
 	}
+}
+
+// pauseEvent is a Paused event for scope, as scope vetting records it.
+func pauseEvent(scope, reason string, at time.Time) store.Event {
+	return store.Event{At: at, Type: store.Paused, Scope: scope, Reason: reason,
+		Diagnostic: "complaints 0.45% of 2000 copies over 7 days (limit 0.30%)", Source: "vetting"}
+}
+
+// testPauses: a scope is paused with its first cause kept, listed by
+// Pauses, resumed; every attempt is history; only real scope names can
+// be paused.
+func testPauses(t *testing.T, s store.Store) {
+	if ps := get(s.Pauses(ctx))(t); len(ps) != 0 {
+		t.Fatalf("empty store: %+v", ps)
+	}
+	pause := func(ev store.Event) store.Result {
+		t.Helper()
+		return get(s.Record(ctx, ev, store.Change{Op: store.PauseScope, Scope: ev.Scope}))(t)
+	}
+	resume := func(scope string, at time.Time) store.Result {
+		t.Helper()
+		ev := store.Event{At: at, Type: store.Resumed, Scope: scope, Source: "cli:root", Diagnostic: "list cleaned"}
+		return get(s.Record(ctx, ev, store.Change{Op: store.ResumeScope, Scope: scope}))(t)
+	}
+	cause := func(ev store.Event, id int64) store.Event {
+		ev.ID, ev.Relay = id, s.Relay()
+		return ev
+	}
+	check := func(what string, want ...store.Pause) {
+		t.Helper()
+		got := get(s.Pauses(ctx))(t)
+		if len(got) != len(want) {
+			t.Fatalf("%s: Pauses = %+v, want %+v", what, got, want)
+		}
+		for i := range want {
+			g, w := got[i], want[i]
+			if g.Scope != w.Scope || g.EventID != w.EventID || !g.Since.Equal(w.Since) || g.Cause != w.Cause {
+				t.Errorf("%s: pause %d =\n%+v\nwant\n%+v", what, i, g, w)
+			}
+		}
+	}
+
+	evG := pauseEvent("globex", "complaint-rate", t0)
+	rG := pause(evG)
+	if !rG.Changed || rG.EventID == 0 {
+		t.Fatalf("first pause of globex: %+v", rG)
+	}
+	evA := pauseEvent("acme", "manual", t0.Add(time.Hour))
+	evA.Source, evA.Diagnostic = "cli:root", "abuse desk asked"
+	rA := pause(evA)
+	if !rA.Changed || rA.EventID <= rG.EventID {
+		t.Fatalf("pause of acme: %+v (globex's was event %d)", rA, rG.EventID)
+	}
+	// By scope name, whatever the order they were paused in.
+	pA := store.Pause{Scope: "acme", Since: evA.At, EventID: rA.EventID, Cause: cause(evA, rA.EventID)}
+	pG := store.Pause{Scope: "globex", Since: t0, EventID: rG.EventID, Cause: cause(evG, rG.EventID)}
+	check("two pauses", pA, pG)
+
+	// Paused again: recorded, but the first cause stays.
+	again := pauseEvent("globex", "hard-bounce-rate", t0.Add(2*time.Hour))
+	r := pause(again)
+	if r.Changed || r.EventID <= rA.EventID {
+		t.Errorf("second pause of globex: %+v, want Changed false and a new event", r)
+	}
+	check("globex paused twice", pA, pG)
+
+	// Resumed: no longer listed; resuming again changes nothing, and
+	// neither does resuming a scope never paused (or never named).
+	if r := resume("globex", t0.Add(3*time.Hour)); !r.Changed || r.EventID == 0 {
+		t.Errorf("resume of globex: %+v", r)
+	}
+	check("globex resumed", pA)
+	if r := resume("globex", t0.Add(4*time.Hour)); r.Changed || r.EventID == 0 {
+		t.Errorf("second resume of globex: %+v, want Changed false and an event", r)
+	}
+	get(s.ID(ctx, store.ScopeName, "initech"))(t)
+	if r := resume("initech", t0.Add(4*time.Hour)); r.Changed {
+		t.Errorf("resume of a scope never paused: %+v", r)
+	}
+	if r := resume("never-seen", t0.Add(4*time.Hour)); r.Changed {
+		t.Errorf("resume of a scope never named: %+v", r)
+	}
+	// Paused anew after the resume: the new event is the cause.
+	evG2 := pauseEvent("globex", "hard-bounce-rate", t0.Add(5*time.Hour))
+	rG2 := pause(evG2)
+	if !rG2.Changed {
+		t.Errorf("pause after a resume: %+v", rG2)
+	}
+	check("globex paused anew", pA, store.Pause{Scope: "globex", Since: evG2.At, EventID: rG2.EventID, Cause: cause(evG2, rG2.EventID)})
+
+	// All of it is history.
+	var hist []string
+	noErr(t, s.Events(ctx, store.EventFilter{Types: []store.EventType{store.Paused, store.Resumed}}, func(e store.Event) error {
+		hist = append(hist, e.Scope+":"+string(e.Type))
+		return nil
+	}))
+	want := "[globex:scope-paused acme:scope-paused globex:scope-paused globex:scope-resumed globex:scope-resumed " +
+		"initech:scope-resumed never-seen:scope-resumed globex:scope-paused]"
+	if fmt.Sprint(hist) != want {
+		t.Errorf("history =\n%v\nwant\n%v", hist, want)
+	}
+	if n := countEvents(t, s, store.EventFilter{Scope: "globex", Types: []store.EventType{store.Resumed}}); n != 2 {
+		t.Errorf("%d resume events for globex, want 2", n)
+	}
+
+	// Only a scope can be paused: not "" nor every scope. Nothing is
+	// recorded then.
+	before := countEvents(t, s, store.EventFilter{})
+	for _, ch := range []store.Change{
+		{Op: store.PauseScope},
+		{Op: store.PauseScope, Scope: store.AllScopes},
+		{Op: store.ResumeScope},
+		{Op: store.ResumeScope, Scope: store.AllScopes},
+	} {
+		ev := pauseEvent(ch.Scope, "manual", t0)
+		if _, err := s.Record(ctx, ev, ch); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Record(%+v): %v, want ErrInvalid", ch, err)
+		}
+	}
+	if n := countEvents(t, s, store.EventFilter{}); n != before {
+		t.Errorf("refused pauses left %d events, want %d", n, before)
+	}
+	check("after the refused ones", pA, store.Pause{Scope: "globex", Since: evG2.At, EventID: rG2.EventID, Cause: cause(evG2, rG2.EventID)})
+}
+
+// dayCount prints a DayCount without its Day, for exact comparisons.
+func dayCount(c store.DayCount) string {
+	return fmt.Sprintf("%s/%s relay=%q sent=%d delivered=%d deferred=%d hard=%d unknown=%d soft=%d problem=%d complaints=%d unsubscribes=%d",
+		c.Scope, c.Stream, c.Relay, c.Sent, c.Delivered, c.Deferred, c.HardBounced, c.UnknownUser, c.SoftBounced,
+		c.SenderProblem, c.Complaints, c.Unsubscribes)
+}
+
+// checkDays compares counts exactly, Day included.
+func checkDays(t *testing.T, what string, got []store.DayCount, want []store.DayCount) {
+	t.Helper()
+	if len(got) != len(want) {
+		var g []string
+		for _, c := range got {
+			g = append(g, c.Day.Format(time.RFC3339)+" "+dayCount(c))
+		}
+		t.Errorf("%s: %d rows, want %d:\n%s", what, len(got), len(want), g)
+		return
+	}
+	for i := range want {
+		if dayCount(got[i]) != dayCount(want[i]) || !got[i].Day.Equal(want[i].Day) {
+			t.Errorf("%s row %d:\n%s %s\nwant\n%s %s", what, i, got[i].Day.Format(time.RFC3339), dayCount(got[i]),
+				want[i].Day.Format(time.RFC3339), dayCount(want[i]))
+		}
+	}
+}
+
+// testSendTotals: SendTotals counts the copies sent in [since, until)
+// like SendDays, in one row per scope and stream; UnknownUser counts the
+// copies that failed for good because the recipient does not exist, once
+// each, in both.
+func testSendTotals(t *testing.T, s store.Store) {
+	day := 24 * time.Hour
+	since, until := t0.Add(-time.Hour), t0.Add(2*day) // 09:00 on day 1 to 10:00 on day 3
+	sends := []store.Send{
+		{ID: 1, Scope: "acme", Stream: "news", Recipient: "a@example.com", At: since},                       // the first second of the window
+		{ID: 2, Scope: "acme", Stream: "news", Recipient: "b@example.com", At: t0.Add(day)},                 // day 2
+		{ID: 3, Scope: "acme", Stream: "news", Recipient: "c@example.com", At: t0.Add(day + time.Hour)},     // day 2
+		{ID: 4, Scope: "acme", Stream: "news", Recipient: "d@example.com", At: until.Add(-time.Second)},     // the last second, day 3
+		{ID: 5, Scope: "acme", Stream: "news", Recipient: "e@example.com", At: until},                       // just after
+		{ID: 6, Scope: "acme", Stream: "news", Recipient: "f@example.com", At: since.Add(-time.Second)},     // just before
+		{ID: 7, Scope: "acme", Stream: "offers", Recipient: "g@example.com", At: t0},                        // day 1
+		{ID: 8, Scope: "globex", Stream: "news", Recipient: "h@example.com", At: t0.Add(time.Hour)},         // day 1
+		{ID: 9, Scope: "globex", Stream: "news", Recipient: "i@example.com", At: t0.Add(day + 2*time.Hour)}, // day 2
+	}
+	for _, sd := range sends {
+		noErr(t, s.AddSend(ctx, sd))
+	}
+	rec := func(id uint64, typ store.EventType, reason string, hard bool, ft string) {
+		t.Helper()
+		get(s.Record(ctx, store.Event{At: t0.Add(3 * day), Type: typ, SendID: id, Reason: reason, Hard: hard,
+			FeedbackType: ft, Source: "test"}, store.Change{}))(t)
+	}
+	rec(1, store.Delivered, "", false, "")
+	rec(2, store.Bounced, "userunknown", true, "")
+	rec(2, store.Bounced, "userunknown", true, "") // reported twice (log and DSN): one copy
+	rec(3, store.Bounced, "hostunknown", true, "") // hard, but not an unknown user
+	rec(4, store.Deferred, "", false, "")
+	rec(4, store.Bounced, "userunknown", false, "") // soft: not counted as unknown
+	rec(5, store.Bounced, "userunknown", true, "")  // sent at until: outside
+	rec(6, store.Bounced, "userunknown", true, "")  // sent before since: outside
+	rec(7, store.Complaint, "", false, "abuse")
+	rec(7, store.Unsubscribed, "", false, "")
+	rec(8, store.Bounced, "userunknown", true, "")
+	rec(8, store.SenderProblem, "blocked", true, "")
+	rec(9, store.Complaint, "", false, "not-spam")
+
+	checkDays(t, "SendTotals", get(s.SendTotals(ctx, since, until))(t), []store.DayCount{
+		{Scope: "acme", Stream: "news", Day: since, Sent: 4, Delivered: 1, Deferred: 1, HardBounced: 2, UnknownUser: 1, SoftBounced: 1},
+		{Scope: "acme", Stream: "offers", Day: since, Sent: 1, Complaints: 1, Unsubscribes: 1},
+		{Scope: "globex", Stream: "news", Day: since, Sent: 2, HardBounced: 1, UnknownUser: 1, SenderProblem: 1},
+	})
+	// A window one second later drops send 1 and takes in send 5.
+	later := since.Add(time.Second)
+	checkDays(t, "SendTotals a second later", get(s.SendTotals(ctx, later, until.Add(time.Second)))(t), []store.DayCount{
+		{Scope: "acme", Stream: "news", Day: later, Sent: 4, Deferred: 1, HardBounced: 3, UnknownUser: 2, SoftBounced: 1},
+		{Scope: "acme", Stream: "offers", Day: later, Sent: 1, Complaints: 1, Unsubscribes: 1},
+		{Scope: "globex", Stream: "news", Day: later, Sent: 2, HardBounced: 1, UnknownUser: 1, SenderProblem: 1},
+	})
+	if got := get(s.SendTotals(ctx, t0.Add(-10*day), t0.Add(-9*day)))(t); len(got) != 0 {
+		t.Errorf("SendTotals of an empty period: %+v", got)
+	}
+
+	// SendDays splits the same copies by send day (UTC).
+	d1, d2, d3 := t0.Truncate(day), t0.Truncate(day).Add(day), t0.Truncate(day).Add(2*day)
+	days := []store.DayCount{
+		{Scope: "acme", Stream: "news", Day: d1, Sent: 1, Delivered: 1},
+		{Scope: "acme", Stream: "news", Day: d2, Sent: 2, HardBounced: 2, UnknownUser: 1},
+		{Scope: "acme", Stream: "news", Day: d3, Sent: 1, Deferred: 1, SoftBounced: 1},
+		{Scope: "acme", Stream: "offers", Day: d1, Sent: 1, Complaints: 1, Unsubscribes: 1},
+		{Scope: "globex", Stream: "news", Day: d1, Sent: 1, HardBounced: 1, UnknownUser: 1, SenderProblem: 1},
+		{Scope: "globex", Stream: "news", Day: d2, Sent: 1},
+	}
+	checkDays(t, "SendDays", get(s.SendDays(ctx, since, until))(t), days)
+	for i := range days {
+		days[i].Relay = s.Relay()
+	}
+	checkDays(t, "SendDaysByRelay", get(s.SendDaysByRelay(ctx, since, until))(t), days)
+}
+
+// warmupDay prints a WarmupDay for exact comparisons.
+func warmupDay(w store.WarmupDay) string {
+	return fmt.Sprintf("%s/%s %s sent=%d held=%v relay=%q", w.Warmup, w.Destination, w.Day.UTC().Format(time.RFC3339), w.Sent, w.Held, w.Relay)
+}
+
+func checkWarmup(t *testing.T, what string, got []store.WarmupDay, want ...store.WarmupDay) {
+	t.Helper()
+	var g, w []string
+	for _, x := range got {
+		g = append(g, warmupDay(x))
+	}
+	for _, x := range want {
+		w = append(w, warmupDay(x))
+	}
+	if fmt.Sprint(g) != fmt.Sprint(w) {
+		t.Errorf("%s:\n%s\nwant\n%s", what, g, w)
+	}
+	for i := range min(len(got), len(want)) {
+		if got[i].Day.Location() != time.UTC {
+			t.Errorf("%s: day %d is in %v, want UTC", what, i, got[i].Day.Location())
+		}
+	}
+}
+
+// testWarmup: warm-up days add up per destination and day, Held is
+// never cleared, and WarmupDays reads one warm-up from a day on, by
+// destination and day. Days are instants (a time zone's midnight), not
+// UTC days.
+func testWarmup(t *testing.T, s store.Store) {
+	cet := time.FixedZone("CET", 3600)
+	d0 := time.Date(2026, 11, 1, 0, 0, 0, 0, cet).UTC() // 2026-10-31T23:00:00Z
+	d1, d2 := d0.Add(24*time.Hour), d0.Add(48*time.Hour)
+	const w = "new-ip"
+	if got := get(s.WarmupDays(ctx, w, d0))(t); len(got) != 0 {
+		t.Fatalf("empty store: %+v", got)
+	}
+	noErr(t, s.AddWarmup(ctx, nil))
+	noErr(t, s.AddWarmup(ctx, []store.WarmupDay{
+		{Warmup: w, Destination: "google.com", Day: d1, Sent: 100},
+		{Warmup: w, Destination: "yahoo.com", Day: d1, Sent: 50},
+		{Warmup: w, Destination: "google.com", Day: d2, Sent: 200, Held: true},
+		{Warmup: w, Destination: "yahoo.com", Day: d0, Sent: 10, Relay: "ignored"},
+		{Warmup: "other", Destination: "google.com", Day: d1, Sent: 7, Held: true},
+	}))
+	// More of the same days: Sent adds up; Held false clears nothing,
+	// Held true sets it. A day given in its own time zone is the same day.
+	noErr(t, s.AddWarmup(ctx, []store.WarmupDay{
+		{Warmup: w, Destination: "google.com", Day: d1.In(cet), Sent: 20},
+		{Warmup: w, Destination: "google.com", Day: d2, Sent: 5},
+		{Warmup: w, Destination: "yahoo.com", Day: d1, Sent: 0, Held: true},
+		{Warmup: w, Destination: "yahoo.com", Day: d1, Sent: 1}, // the same day twice in one call
+	}))
+	checkWarmup(t, "from d1", get(s.WarmupDays(ctx, w, d1))(t),
+		store.WarmupDay{Warmup: w, Destination: "google.com", Day: d1, Sent: 120},
+		store.WarmupDay{Warmup: w, Destination: "google.com", Day: d2, Sent: 205, Held: true},
+		store.WarmupDay{Warmup: w, Destination: "yahoo.com", Day: d1, Sent: 51, Held: true},
+	)
+	// By destination, then day: yahoo's earlier day comes after google's.
+	checkWarmup(t, "from d0", get(s.WarmupDays(ctx, w, d0))(t),
+		store.WarmupDay{Warmup: w, Destination: "google.com", Day: d1, Sent: 120},
+		store.WarmupDay{Warmup: w, Destination: "google.com", Day: d2, Sent: 205, Held: true},
+		store.WarmupDay{Warmup: w, Destination: "yahoo.com", Day: d0, Sent: 10},
+		store.WarmupDay{Warmup: w, Destination: "yahoo.com", Day: d1, Sent: 51, Held: true},
+	)
+	// since is an instant: a second after d1 leaves d1 out.
+	checkWarmup(t, "from d1+1s", get(s.WarmupDays(ctx, w, d1.Add(time.Second)))(t),
+		store.WarmupDay{Warmup: w, Destination: "google.com", Day: d2, Sent: 205, Held: true},
+	)
+	checkWarmup(t, "other warm-up", get(s.WarmupDays(ctx, "other", d0))(t),
+		store.WarmupDay{Warmup: "other", Destination: "google.com", Day: d1, Sent: 7, Held: true},
+	)
+	if got := get(s.WarmupDays(ctx, "never-seen", d0))(t); len(got) != 0 {
+		t.Errorf("unknown warm-up: %+v", got)
+	}
+
+	// A call with an invalid day adds nothing at all.
+	for _, bad := range []store.WarmupDay{
+		{Destination: "google.com", Day: d1, Sent: 1},
+		{Warmup: w, Day: d1, Sent: 1},
+		{Warmup: w, Destination: "google.com", Sent: 1},
+		{Warmup: w, Destination: "google.com", Day: d1, Sent: -1},
+	} {
+		err := s.AddWarmup(ctx, []store.WarmupDay{{Warmup: w, Destination: "google.com", Day: d1, Sent: 1000}, bad})
+		if !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("AddWarmup with %+v: %v, want ErrInvalid", bad, err)
+		}
+	}
+	checkWarmup(t, "after the refused calls", get(s.WarmupDays(ctx, w, d2))(t),
+		store.WarmupDay{Warmup: w, Destination: "google.com", Day: d2, Sent: 205, Held: true},
+	)
+	if got := get(s.WarmupDays(ctx, w, d1))(t); len(got) != 3 || got[0].Sent != 120 {
+		t.Errorf("a refused call added to google.com on d1: %+v", got)
+	}
+}
+
+// testPausesShared: a pause recorded by one relay holds on every relay,
+// with its cause saying who recorded it; relays pausing one scope at
+// once pause it once.
+func testPausesShared(t *testing.T, open func(string) store.Store) {
+	a, b := open("mx1"), open("mx2")
+	ev := pauseEvent("acme", "complaint-rate", t0)
+	r := get(a.Record(ctx, ev, store.Change{Op: store.PauseScope, Scope: "acme"}))(t)
+	ps := get(b.Pauses(ctx))(t)
+	want := ev
+	want.ID, want.Relay = r.EventID, "mx1"
+	if len(ps) != 1 || ps[0].Scope != "acme" || ps[0].EventID != r.EventID || !ps[0].Since.Equal(t0) || ps[0].Cause != want {
+		t.Fatalf("mx2 reads the pause as %+v, want cause %+v", ps, want)
+	}
+	if r := get(b.Record(ctx, pauseEvent("acme", "manual", t0.Add(time.Hour)), store.Change{Op: store.PauseScope, Scope: "acme"}))(t); r.Changed {
+		t.Errorf("mx2 pausing a scope mx1 paused: %+v", r)
+	}
+	rs := store.Event{At: t0.Add(2 * time.Hour), Type: store.Resumed, Scope: "acme", Source: "cli:root"}
+	if r := get(b.Record(ctx, rs, store.Change{Op: store.ResumeScope, Scope: "acme"}))(t); !r.Changed {
+		t.Errorf("mx2 resuming: %+v", r)
+	}
+	if ps := get(a.Pauses(ctx))(t); len(ps) != 0 {
+		t.Errorf("mx1 after mx2 resumed: %+v", ps)
+	}
+
+	// Four relays pause globex at once: one pause, four events.
+	const handles = 4
+	var changed atomic.Int64
+	ids := make([]int64, handles)
+	var wg sync.WaitGroup
+	for i := range handles {
+		h := open(fmt.Sprint("mx", i))
+		wg.Go(func() {
+			r, err := h.Record(ctx, pauseEvent("globex", "hard-bounce-rate", t0), store.Change{Op: store.PauseScope, Scope: "globex"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = r.EventID
+			if r.Changed {
+				changed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if changed.Load() != 1 {
+		t.Errorf("%d of %d concurrent pauses changed something, want 1", changed.Load(), handles)
+	}
+	ps = get(a.Pauses(ctx))(t)
+	if len(ps) != 1 || ps[0].Scope != "globex" || ps[0].EventID != ps[0].Cause.ID {
+		t.Fatalf("after concurrent pauses: %+v", ps)
+	}
+	first := false
+	for _, id := range ids {
+		first = first || id == ps[0].EventID
+	}
+	if !first {
+		t.Errorf("the pause's event %d is none of the recorded %v", ps[0].EventID, ids)
+	}
+	if n := countEvents(t, a, store.EventFilter{Scope: "globex", Types: []store.EventType{store.Paused}}); n != handles {
+		t.Errorf("%d pause events for globex, want %d", n, handles)
+	}
+}
+
+// testWarmupShared: relays count a warm-up's days each under their own
+// name; WarmupDays sums them, Held when any relay held; handles of one
+// relay adding at once lose nothing.
+func testWarmupShared(t *testing.T, open func(string) store.Store) {
+	a, b := open("mx1"), open("mx2")
+	d1 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.FixedZone("CET", 3600)).UTC()
+	d2 := d1.Add(24 * time.Hour)
+	const w = "new-ip"
+	noErr(t, a.AddWarmup(ctx, []store.WarmupDay{
+		{Warmup: w, Destination: "google.com", Day: d1, Sent: 100},
+		{Warmup: w, Destination: "yahoo.com", Day: d1, Sent: 40},
+	}))
+	noErr(t, b.AddWarmup(ctx, []store.WarmupDay{
+		{Warmup: w, Destination: "google.com", Day: d1, Sent: 30, Held: true, Relay: "mx1"}, // Relay is the handle's
+		{Warmup: w, Destination: "yahoo.com", Day: d1, Sent: 2},
+		{Warmup: w, Destination: "yahoo.com", Day: d2, Sent: 9},
+	}))
+	noErr(t, a.AddWarmup(ctx, []store.WarmupDay{{Warmup: w, Destination: "google.com", Day: d1, Sent: 5}}))
+	want := []store.WarmupDay{
+		{Warmup: w, Destination: "google.com", Day: d1, Sent: 135, Held: true},
+		{Warmup: w, Destination: "yahoo.com", Day: d1, Sent: 42},
+		{Warmup: w, Destination: "yahoo.com", Day: d2, Sent: 9},
+	}
+	checkWarmup(t, "read on mx1", get(a.WarmupDays(ctx, w, d1))(t), want...)
+	checkWarmup(t, "read on mx2", get(b.WarmupDays(ctx, w, d1))(t), want...)
+
+	// Handles of two relays (two of each) add one at a time, at once.
+	const handles, adds = 4, 25
+	var wg sync.WaitGroup
+	for i := range handles {
+		h := open(fmt.Sprint("mx", 1+i%2))
+		wg.Go(func() {
+			for range adds {
+				if err := h.AddWarmup(ctx, []store.WarmupDay{
+					{Warmup: w, Destination: "yahoo.com", Day: d2, Sent: 1},
+					{Warmup: w, Destination: "google.com", Day: d2, Sent: 2},
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkWarmup(t, "after concurrent adds", get(b.WarmupDays(ctx, w, d2))(t),
+		store.WarmupDay{Warmup: w, Destination: "google.com", Day: d2, Sent: 2 * handles * adds},
+		store.WarmupDay{Warmup: w, Destination: "yahoo.com", Day: d2, Sent: 9 + handles*adds},
+	)
 }
