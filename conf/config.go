@@ -49,6 +49,13 @@ type Config struct {
 	Check Check `toml:"check"`
 	// Metrics configures the Prometheus endpoint.
 	Metrics Metrics `toml:"metrics"`
+	// Vetting judges each scope's health after it sends, and pauses a
+	// scope whose mail passes a threshold (conf/vetting.go).
+	Vetting Vetting `toml:"vetting"`
+	// Warmups are schedules that cap a new scope's or a new sending
+	// address's daily volume per destination provider, growing day by
+	// day. Default none.
+	Warmups []Warmup `toml:"warmup"`
 	// Scopes are the owners of reputation and consent: a hosting
 	// provider's customers, or sending domains. A message belongs to the
 	// first scope, in the order written, that matches it; mail that
@@ -159,6 +166,7 @@ type Scope struct {
 	ScopePolicy
 	ScopeBounce
 	ScopeHTTP
+	ScopeVetting
 
 	saslUsers     map[string]bool
 	senderDomains map[string]bool
@@ -228,12 +236,14 @@ func Default() *Config {
 		Check:   defaultCheck(),
 		Metrics: Metrics{Listen: "127.0.0.1:9465"},
 		Log:     Log{Level: "info", Format: "text"},
+		Vetting: defaultVetting(),
 		Scopes: []Scope{{
-			Name:        "default",
-			Clients:     []string{"127.0.0.0/8", "::1/128"},
-			Streams:     []Stream{{Name: "bulk", Kind: Bulk}},
-			ScopeBounce: ScopeBounce{UnsubscribeCovers: CoverScope},
-			ScopePolicy: ScopePolicy{SuppressedAction: ActionReject},
+			Name:         "default",
+			Clients:      []string{"127.0.0.0/8", "::1/128"},
+			Streams:      []Stream{{Name: "bulk", Kind: Bulk}},
+			ScopeBounce:  ScopeBounce{UnsubscribeCovers: CoverScope},
+			ScopePolicy:  ScopePolicy{SuppressedAction: ActionReject},
+			ScopeVetting: ScopeVetting{Vetting: defaultVetting().Thresholds},
 		}},
 	}
 }

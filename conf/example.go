@@ -14,7 +14,7 @@ import (
 
 // The definitions whose doc comments document the keys.
 //
-//go:embed config.go bounce.go milter.go policy.go http.go doctor.go store.go
+//go:embed config.go bounce.go milter.go policy.go http.go doctor.go store.go vetting.go
 var sources embed.FS
 
 // Example returns the commented example configuration: every key with
@@ -148,6 +148,12 @@ func writeTable(b *strings.Builder, docs map[string]string, v reflect.Value, pat
 			writeTable(b, docs, fl.v, full, indent)
 			continue
 		}
+		if fl.v.Len() == 0 {
+			b.WriteString("\n")
+			comment(b, doc, fl.f.Name, "[["+full+"]]", indent)
+			fmt.Fprintf(b, "%s# [[%s]]: none by default; INSTALL.md shows one.\n", indent, full)
+			continue
+		}
 		for j := 0; j < fl.v.Len(); j++ {
 			b.WriteString("\n")
 			if j == 0 {
@@ -170,6 +176,8 @@ func tomlValue(v reflect.Value) string {
 		return strconv.FormatBool(v.Bool())
 	case reflect.Int, reflect.Int64:
 		return strconv.FormatInt(v.Int(), 10)
+	case reflect.Float64:
+		return strconv.FormatFloat(v.Float(), 'f', -1, 64)
 	case reflect.Slice:
 		var parts []string
 		for i := 0; i < v.Len(); i++ {

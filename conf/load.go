@@ -307,6 +307,22 @@ func (c *Config) complete(pos map[string]int) Errors {
 		}
 		seen[sc.Name] = i
 		sc.complete(key, l)
+		sc.Vetting.inherit(c.Vetting.Thresholds, func(k string) bool {
+			_, ok := l.pos[key+".vetting."+k]
+			return ok
+		})
+		sc.Vetting.check(key+".vetting", l)
+	}
+	c.Vetting.complete(l)
+	warmups := map[string]int{}
+	for i := range c.Warmups {
+		w := &c.Warmups[i]
+		key := fmt.Sprintf("warmup[%d]", i)
+		if j, dup := warmups[w.Name]; dup {
+			l.add(key+".name", "warm-up %q is already defined as warmup[%d]", w.Name, j)
+		}
+		warmups[w.Name] = i
+		w.complete(key, c, l)
 	}
 	sort.SliceStable(l.errs, func(i, j int) bool { return l.errs[i].Line < l.errs[j].Line })
 	return l.errs

@@ -14,6 +14,7 @@ import (
 
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/internal/addr"
+	"github.com/senderkit/senderkit/internal/health"
 	"github.com/senderkit/senderkit/internal/store"
 	"github.com/senderkit/senderkit/internal/token"
 	"github.com/senderkit/senderkit/milter/dkim"
@@ -151,6 +152,15 @@ func (s *Server) planScoped(ctx context.Context, c *session, t *tx, p *plan, a a
 		if !known {
 			s.log.Warn("the stream header names no stream of the scope; using the default stream",
 				"queue_id", t.queueID, "scope", p.scope.Name, "header", strings.TrimSpace(hdr), "stream", p.stream.Name)
+		}
+		// The policy server defers a paused scope's bulk mail at RCPT,
+		// where the stream header cannot be seen yet: a message whose
+		// header chooses a paused stream is deferred here.
+		if t.st.Paused != nil && (p.stream.IsBulk() || p.scope.Vetting.PauseTransactional) {
+			if pause, ok := t.st.Paused(p.scope.Name); ok {
+				s.stats.Paused.Add(1)
+				return s.reject(t, 451, "4.7.1", "%s", health.PauseText(pause))
+			}
 		}
 	}
 	seen := map[string]bool{}

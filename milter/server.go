@@ -25,6 +25,9 @@ type State struct {
 	Config *conf.Config
 	Tokens *token.Keyring
 	DKIM   *dkim.Set // nil: no signing tables
+	// Paused tells whether a scope's bulk mail is on hold (scope
+	// vetting); nil: no scope is.
+	Paused func(scope string) (store.Pause, bool)
 }
 
 // Options configure a Server.
@@ -59,6 +62,7 @@ type Stats struct {
 	Discarded  atomic.Int64 // retried submissions discarded: their copies were queued before
 	TempFailed atomic.Int64 // messages answered 4xx (the store, a key, a bad table)
 	Rejected   atomic.Int64 // messages answered 5xx (no From, a header too large)
+	Paused     atomic.Int64 // messages of a paused scope deferred (of TempFailed)
 }
 
 // Stats returns the counters.

@@ -30,8 +30,11 @@ type Deliveries struct {
 	Config   func() *conf.Config
 	Throttle *Throttler
 	Grouper  *Grouper
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Warmups, if set, hears of the destinations that defer or refuse
+	// a warm-up's mail, which stops its growth.
+	Warmups *Warmups
+	Log     *slog.Logger
+	Now     func() time.Time
 	// Location is the time zone of time stamps without one; default
 	// time.Local.
 	Location *time.Location
@@ -185,6 +188,9 @@ func (d *Deliveries) delivery(ctx context.Context, r postfixlog.Record) error {
 	// say nothing about the destination now.
 	if d.Now().Sub(r.Time) <= th.Window.D() {
 		d.Throttle.Observe(group, scope, o, r.Time, reply)
+	}
+	if o != Neutral && o != Success && d.Warmups != nil {
+		d.Warmups.Held(group, scope, r.Time)
 	}
 	if o != Neutral && o != Success {
 		d.Log.Debug("destination tempfail", "queue_id", r.QueueID, "recipient", rcpt, "destination", group, "outcome", o.String(), "reply", reply)

@@ -21,8 +21,12 @@ type Policy struct {
 	Filter   *Filter
 	Throttle *Throttler
 	Grouper  *Grouper
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Pauses, if set, are the paused scopes whose bulk mail is deferred.
+	Pauses *Pauses
+	// Warmups, if set, caps the mail of warm-ups per destination.
+	Warmups *Warmups
+	Log     *slog.Logger
+	Now     func() time.Time
 	// Stats, if set, counts the decisions.
 	Stats *Stats
 
@@ -37,6 +41,8 @@ type Stats struct {
 	Discarded   atomic.Int64 // suppressed recipients discarded (suppressed_action = discard)
 	Held        atomic.Int64 // suppressed recipients held (suppressed_action = hold)
 	Throttled   atomic.Int64 // recipients deferred because their destination is throttled
+	Paused      atomic.Int64 // recipients deferred because their scope is paused
+	WarmedUp    atomic.Int64 // recipients deferred because a warm-up's cap for the day was reached
 	StoreErrors atomic.Int64 // suppression lookups that failed
 }
 
@@ -73,14 +79,26 @@ func (p *Policy) Decide(ctx context.Context, req *Request) string {
 			return action
 		}
 	}
-	if p.Throttle.Active() {
-		scope := ""
-		if sc != nil {
-			scope = sc.Name
+	scope := ""
+	if sc != nil {
+		scope = sc.Name
+		if action, done := p.paused(cfg, sc, req); done {
+			return action
 		}
-		gctx, cancel := context.WithTimeout(ctx, cfg.Policy.StoreTimeout.D())
-		group := p.Grouper.Group(gctx, addr.Domain(rcpt))
-		cancel()
+	}
+	// The destination group costs an MX lookup (cached): only asked for
+	// when a throttle or a warm-up needs it.
+	var wu *conf.Warmup
+	if p.Warmups != nil {
+		wu = cfg.WarmupFor(scope, req.Sender)
+	}
+	if !p.Throttle.Active() && wu == nil {
+		return dunno
+	}
+	gctx, cancel := context.WithTimeout(ctx, cfg.Policy.StoreTimeout.D())
+	group := p.Grouper.Group(gctx, addr.Domain(rcpt))
+	cancel()
+	if p.Throttle.Active() {
 		if v := p.Throttle.Admit(group, scope); !v.OK {
 			p.count(func(s *Stats) *atomic.Int64 { return &s.Throttled })
 			text := deferText(group, v)
@@ -89,7 +107,39 @@ func (p *Policy) Decide(ctx context.Context, req *Request) string {
 			return deferIfPermit + text
 		}
 	}
+	if wu != nil {
+		if v := p.Warmups.Admit(wu, group); !v.OK {
+			p.count(func(s *Stats) *atomic.Int64 { return &s.WarmedUp })
+			p.Log.Info("deferred: warm-up cap reached for the day", "queue_id", req.QueueID, "instance", req.Instance,
+				"scope", scope, "recipient", rcpt, "destination", group, "warmup", v.Warmup, "day", v.Day+1, "cap", v.Cap,
+				"retry", v.Retry.UTC().Format(time.RFC3339))
+			return deferIfPermit + warmupText(group, v)
+		}
+	}
 	return dunno
+}
+
+// paused defers the mail of a paused scope: its bulk streams, and its
+// transactional ones too when pause_transactional says so. At RCPT the
+// stream is the one the service or the sender selects; a stream header
+// read later by the milter can still choose another, and the milter
+// defers that message at the end of its data.
+func (p *Policy) paused(cfg *conf.Config, sc *conf.Scope, req *Request) (string, bool) {
+	if p.Pauses == nil {
+		return "", false
+	}
+	pause, ok := p.Pauses.Of(sc.Name)
+	if !ok {
+		return "", false
+	}
+	st, _ := sc.StreamFor("", req.PolicyContext, req.Sender)
+	if !st.IsBulk() && !sc.Vetting.PauseTransactional {
+		return "", false
+	}
+	p.count(func(s *Stats) *atomic.Int64 { return &s.Paused })
+	p.Log.Info("deferred: scope paused", "queue_id", req.QueueID, "instance", req.Instance, "scope", sc.Name,
+		"stream", st.Name, "reason", pause.Cause.Reason, "since", pause.Since.UTC().Format(time.RFC3339))
+	return deferIfPermit + PausedText(pause), true
 }
 
 // suppression checks the recipient against the scope's suppression list.

@@ -38,7 +38,15 @@ type Service struct {
 
 	stats    Stats
 	throttle atomic.Pointer[Throttler]
+	pauses   Pauses
+	warmups  atomic.Pointer[Warmups]
 }
+
+// Paused returns how many scopes the server holds paused.
+func (s *Service) Paused() int { return s.pauses.Count() }
+
+// Warmups returns the warm-up state, nil before Run.
+func (s *Service) Warmups() *Warmups { return s.warmups.Load() }
 
 // Stats returns the policy server's counters.
 func (s *Service) Stats() *Stats { return &s.stats }
@@ -77,6 +85,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.Filter == nil {
 		s.Filter = &Filter{}
 	}
+	warmups := &Warmups{Store: s.Store, Config: s.Config, Now: now}
+	s.warmups.Store(warmups)
 	grouper := &Grouper{Resolver: res, Now: now, Static: func(d string) string { return s.Config().Policy.Throttle.Group(d) }}
 
 	ln := s.Listener
@@ -89,8 +99,10 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.refreshFilter(ctx) })
 	wg.Go(func() { s.saveThrottle(ctx) })
+	wg.Go(func() { s.pauses.Follow(ctx, s.Store, s.Log) })
+	wg.Go(func() { s.syncWarmups(ctx, warmups) })
 	if src := cfg.Policy.Maillog; src != "" {
-		d := &Deliveries{Store: s.Store, Config: s.Config, Throttle: throttle, Grouper: grouper, Log: s.Log, Now: now}
+		d := &Deliveries{Store: s.Store, Config: s.Config, Throttle: throttle, Grouper: grouper, Warmups: warmups, Log: s.Log, Now: now}
 		f := follower(src, cfg.StateDir, s.Log)
 		s.Log.Info("following Postfix's log", "source", src)
 		wg.Go(func() {
@@ -102,9 +114,10 @@ func (s *Service) Run(ctx context.Context) error {
 	var err error
 	if ln != nil {
 		srv := &Server{
-			Decider: &Policy{Store: s.Store, Config: s.Config, Filter: s.Filter, Throttle: throttle, Grouper: grouper, Log: s.Log, Now: now, Stats: &s.stats},
-			Limits:  func() ServerLimits { return limitsOf(s.Config()) },
-			Log:     s.Log,
+			Decider: &Policy{Store: s.Store, Config: s.Config, Filter: s.Filter, Throttle: throttle, Grouper: grouper,
+				Pauses: &s.pauses, Warmups: warmups, Log: s.Log, Now: now, Stats: &s.stats},
+			Limits: func() ServerLimits { return limitsOf(s.Config()) },
+			Log:    s.Log,
 		}
 		s.Log.Info("policy server listening", "listen", ln.Addr().String())
 		err = srv.Serve(ctx, ln)
@@ -151,6 +164,48 @@ func (s *Service) refreshFilter(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(s.Config().Policy.Refresh.D()):
+		}
+	}
+}
+
+// every runs f now and then every d until ctx ends, logging the first
+// failure of a run of failures and the recovery.
+func (s *Service) every(ctx context.Context, d time.Duration, what string, f func(context.Context) error) {
+	var failing bool
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		err := f(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			s.Log.Error(what+" failed; trying again every "+d.String(), "err", err)
+			failing = true
+		case err == nil && failing:
+			s.Log.Info(what + " works again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// syncWarmups shares the warm-up counts through the store.
+func (s *Service) syncWarmups(ctx context.Context, w *Warmups) {
+	s.every(ctx, saveEvery, "saving the warm-up counts", func(ctx context.Context) error {
+		if len(s.Config().Warmups) == 0 {
+			return nil
+		}
+		return w.Sync(ctx)
+	})
+	// A last sync, so that what was accepted just before a stop counts.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if len(s.Config().Warmups) > 0 {
+		if err := w.Sync(sctx); err != nil {
+			s.Log.Error("saving the warm-up counts at stop failed", "err", err)
 		}
 	}
 }

@@ -6,6 +6,7 @@
 //	senderkit bouncepipe   read one returned message from Postfix's pipe(8)
 //	senderkit suppress     list, show, add, remove, import and export suppressions
 //	senderkit report       sender reports
+//	senderkit scope        scope health, pause and resume, warm-up progress
 //	senderkit store        copy a single host's store into PostgreSQL (store migrate)
 //	senderkit dkim         DKIM keys
 //	senderkit check        validate a configuration file
@@ -24,6 +25,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // warm-up time zones work where the system has no zoneinfo
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -56,6 +58,7 @@ func commands() map[string]command {
 		"bouncepipe": {"read one returned message from Postfix's pipe(8)", (*cli).bouncepipe},
 		"suppress":   {"list, show, add, remove, import and export suppressions", (*cli).suppress},
 		"report":     {"sender reports", (*cli).report},
+		"scope":      {"scope health, pause and resume, warm-up progress", (*cli).scope},
 		"store":      {"copy a single host's store into PostgreSQL for a fleet", (*cli).store},
 		"dkim":       {"DKIM keys", (*cli).dkim},
 		"check":      {"validate a configuration file", (*cli).check},

@@ -134,7 +134,7 @@ func (c *cli) serve(args []string) int {
 	}()
 
 	parts := []part{{"conf", w.Run}}
-	for _, p := range []*part{s.milterPart(), s.policyPart(), s.httpPart(), s.metricsPart()} {
+	for _, p := range []*part{s.milterPart(), s.policyPart(), s.httpPart(), s.vettingPart(), s.metricsPart()} {
 		if p != nil {
 			parts = append(parts, *p)
 		}

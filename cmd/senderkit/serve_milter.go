@@ -7,6 +7,7 @@ import (
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/milter"
 	"github.com/senderkit/senderkit/milter/dkim"
+	"github.com/senderkit/senderkit/policyd"
 )
 
 // loadDKIM reads the DKIM tables and keys the configuration names; log
@@ -34,10 +35,11 @@ func (s *server) milterPart() *part {
 		return nil
 	}
 	log := s.logs.For("milter")
+	pauses := &policyd.Pauses{}
 	srv := milter.New(milter.Options{
 		State: func() milter.State {
 			st := s.state.Current()
-			return milter.State{Config: st.cfg, Tokens: st.keys, DKIM: st.dkim}
+			return milter.State{Config: st.cfg, Tokens: st.keys, DKIM: st.dkim, Paused: pauses.Of}
 		},
 		Store: s.store,
 		Log:   log,
@@ -52,6 +54,7 @@ func (s *server) milterPart() *part {
 		counter{"senderkit_milter_discarded_total", "Retried submissions discarded because their copies were queued before.", &st.Discarded},
 		counter{"senderkit_milter_tempfailed_total", "Messages answered 4xx (store, key or table trouble).", &st.TempFailed},
 		counter{"senderkit_milter_rejected_total", "Messages answered 5xx (no From, a header too large).", &st.Rejected},
+		counter{"senderkit_milter_paused_total", "Messages of a paused scope deferred at the end of data (the stream header chose a paused stream).", &st.Paused},
 	)
 	return &part{"milter", func(ctx context.Context) error {
 		ln, err := l.Open(0o660) // a postfix user in senderkit's group may connect
@@ -59,6 +62,7 @@ func (s *server) milterPart() *part {
 			return err
 		}
 		log.Info("milter listening", "listen", string(l))
+		go pauses.Follow(ctx, s.store, log)
 		return srv.Serve(ctx, ln)
 	}}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,9 +29,45 @@ func (s *server) policyPart() *part {
 		counter{"senderkit_policy_holds_total", "Suppressed recipients held (suppressed_action = hold).", &st.Held},
 		counter{"senderkit_policy_throttled_total", "Recipients deferred because their destination is throttled.", &st.Throttled},
 		counter{"senderkit_policy_store_errors_total", "Suppression lookups that failed.", &st.StoreErrors},
+		counter{"senderkit_policy_paused_total", "Recipients deferred because their scope is paused.", &st.Paused},
+		counter{"senderkit_policy_warmup_deferred_total", "Recipients deferred because a warm-up's cap for the day was reached.", &st.WarmedUp},
 	)
+	s.collectors = append(s.collectors, warmupCollector{svc})
 	s.collectors = append(s.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "senderkit_throttled_destinations", Help: "Destinations (and scopes at a destination) held back now.",
 	}, func() float64 { return float64(svc.Throttled()) }))
 	return &part{"policy", func(ctx context.Context) error { return svc.Run(ctx) }}
+}
+
+// warmupCollector serves each warm-up's progress per destination.
+type warmupCollector struct{ svc *policyd.Service }
+
+var (
+	warmupDayDesc = prometheus.NewDesc("senderkit_warmup_day",
+		"The schedule day in force for a warm-up at a destination (1: the first); days held back by deferrals do not count.",
+		[]string{"warmup", "destination"}, nil)
+	warmupCapDesc = prometheus.NewDesc("senderkit_warmup_cap",
+		"Today's cap of a warm-up at a destination; 0 once the schedule is over.", []string{"warmup", "destination"}, nil)
+	warmupSentDesc = prometheus.NewDesc("senderkit_warmup_sent_today",
+		"Recipients accepted today for a warm-up at a destination, by every relay.", []string{"warmup", "destination"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (w warmupCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- warmupDayDesc
+	ch <- warmupCapDesc
+	ch <- warmupSentDesc
+}
+
+// Collect implements prometheus.Collector.
+func (w warmupCollector) Collect(ch chan<- prometheus.Metric) {
+	ws := w.svc.Warmups()
+	if ws == nil {
+		return
+	}
+	for _, p := range ws.Progress(time.Now()) {
+		ch <- prometheus.MustNewConstMetric(warmupDayDesc, prometheus.GaugeValue, float64(p.Day+1), p.Warmup, p.Destination)
+		ch <- prometheus.MustNewConstMetric(warmupCapDesc, prometheus.GaugeValue, float64(p.Cap), p.Warmup, p.Destination)
+		ch <- prometheus.MustNewConstMetric(warmupSentDesc, prometheus.GaugeValue, float64(p.Sent), p.Warmup, p.Destination)
+	}
 }

@@ -70,6 +70,8 @@ var eventMetrics = []eventMetric{
 	newEventMetric("senderkit_manual_changes_total", "Suppressions added by an administrator, by scope.", 1, store.Suppressed, ""),
 	newEventMetric("senderkit_returned_forged_tokens_total", "Returned mail whose token did not verify; it changed nothing.", 0, store.Unattributed, "forged"),
 	newEventMetric("senderkit_returned_unattributable_total", "Returned mail with no token to attribute it; it changed nothing.", 0, store.Unattributed, "unattributable"),
+	newEventMetric("senderkit_scope_pauses_total", "Scopes paused (by vetting or an administrator), by scope and the threshold passed.", 2, store.Paused, ""),
+	newEventMetric("senderkit_scope_resumes_total", "Paused scopes resumed by an administrator, by scope.", 1, store.Resumed, ""),
 	newEventMetric("senderkit_forwarded_total", "Mail for a person forwarded to the role address.", 0, store.Forwarded, ""),
 	newEventMetric("senderkit_quarantined_total", "Returned mail kept in quarantine because it could not be read.", 0, store.Quarantined, ""),
 }

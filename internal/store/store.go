@@ -206,7 +206,7 @@ const (
 // Change is the effect an event has on the suppression list.
 type Change struct {
 	Op      Op
-	Scope   string // AllScopes allowed
+	Scope   string // AllScopes allowed, but for PauseScope and ResumeScope
 	Stream  string // "" for every stream
 	Address string // normalised address or "*@domain"
 	Reason  Reason // for Suppress

@@ -1,0 +1,263 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/senderkit/senderkit/conf"
+	"github.com/senderkit/senderkit/internal/store"
+)
+
+// Warmups enforces the warm-up schedules of the configuration: each
+// day, each destination group (the same MX grouping as throttling) takes
+// at most the schedule's cap of a warm-up's recipients; the excess is
+// deferred until the next day. The cap of a day is the schedule's entry
+// for the number of days since the start on which the destination did
+// not defer or refuse the warm-up's mail: a warm-up that meets deferrals
+// or blocks stops growing until they clear (M3AAWG Sender BCP v3 §3.5).
+//
+// Counts live in the store, so that a restart forgets nothing and the
+// relays of a fleet share one cap: each server adds what it accepted
+// (Sync, every second) and reads back everyone's totals. Between two
+// syncs the local counts are added to the last totals read.
+type Warmups struct {
+	Store  store.Store
+	Config func() *conf.Config
+	Now    func() time.Time
+
+	mu       sync.Mutex
+	totals   map[dayKey]*dayCount // every relay's, as last read
+	pending  map[dayKey]*dayCount // accepted or held here, not yet written
+	inflight map[dayKey]*dayCount // being written by Sync
+}
+
+type dayKey struct {
+	warmup, dest string
+	day          int64 // unix seconds of the day's midnight
+}
+
+type dayCount struct {
+	sent int
+	held bool
+}
+
+// WarmupVerdict is the answer for one recipient.
+type WarmupVerdict struct {
+	OK      bool
+	Warmup  string
+	Day     int       // the schedule day in force (0: the first)
+	Cap     int       // that day's cap; 0 once the schedule is over
+	Sent    int       // recipients accepted for the destination today, this one included when OK
+	Retry   time.Time // the next day, when not OK
+	Skipped int       // days held back by deferrals
+}
+
+func (w *Warmups) count(m map[dayKey]*dayCount, k dayKey) int {
+	if c := m[k]; c != nil {
+		return c.sent
+	}
+	return 0
+}
+
+// heldDays counts the days before day on which dest held warm-up back.
+func (w *Warmups) heldDays(warmup, dest string, day int64) int {
+	days := map[int64]bool{}
+	for _, m := range []map[dayKey]*dayCount{w.totals, w.pending, w.inflight} {
+		for k, c := range m {
+			if c.held && k.warmup == warmup && k.dest == dest && k.day < day {
+				days[k.day] = true
+			}
+		}
+	}
+	return len(days)
+}
+
+// Admit decides on one recipient of mail under warm-up wu for
+// destination group dest, and counts it when admitted.
+func (w *Warmups) Admit(wu *conf.Warmup, dest string) WarmupVerdict {
+	now := w.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v := w.progress(wu, dest, now)
+	if v.Cap == 0 {
+		v.OK = true
+		return v
+	}
+	if v.Sent >= v.Cap {
+		v.Retry = wu.NextDay(now)
+		return v
+	}
+	day, _ := wu.DayOf(now)
+	k := dayKey{wu.Name, dest, day.Unix()}
+	w.add(k, 1, false)
+	v.OK, v.Sent = true, v.Sent+1
+	return v
+}
+
+// progress is where wu stands with dest at now. w.mu must be held.
+func (w *Warmups) progress(wu *conf.Warmup, dest string, now time.Time) WarmupVerdict {
+	day, n := wu.DayOf(now)
+	k := dayKey{wu.Name, dest, day.Unix()}
+	held := 0
+	if n > 0 {
+		held = w.heldDays(wu.Name, dest, day.Unix())
+	}
+	level := n - held
+	v := WarmupVerdict{Warmup: wu.Name, Day: max(level, 0), Skipped: held,
+		Sent: w.count(w.totals, k) + w.count(w.pending, k) + w.count(w.inflight, k)}
+	v.Cap, _ = wu.Cap(level)
+	return v
+}
+
+// add counts n more recipients (and held) for k in pending. w.mu must be
+// held.
+func (w *Warmups) add(k dayKey, n int, held bool) {
+	if k.dest == "" || n < 0 {
+		return // the store refuses such a row, and would refuse the batch
+	}
+	if w.pending == nil {
+		w.pending = map[dayKey]*dayCount{}
+	}
+	c := w.pending[k]
+	if c == nil {
+		c = &dayCount{}
+		w.pending[k] = c
+	}
+	c.sent += n
+	c.held = c.held || held
+}
+
+// Held records that dest deferred or refused mail of scope at t: every
+// warm-up that covers scope (or, when it selects mail by sender only,
+// any scope) does not grow past that day at dest.
+func (w *Warmups) Held(dest, scope string, t time.Time) {
+	cfg := w.Config()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range cfg.Warmups {
+		wu := &cfg.Warmups[i]
+		if wu.Scope != "" && wu.Scope != scope {
+			continue
+		}
+		day, _ := wu.DayOf(t)
+		w.add(dayKey{wu.Name, dest, day.Unix()}, 0, true)
+	}
+}
+
+// Sync writes what was counted here since the last Sync and reads every
+// relay's totals of the configured warm-ups back.
+func (w *Warmups) Sync(ctx context.Context) error {
+	cfg := w.Config()
+	w.mu.Lock()
+	if w.inflight != nil {
+		w.mu.Unlock()
+		return errors.New("warm-up: a sync is already running")
+	}
+	w.inflight, w.pending = w.pending, nil
+	out := w.inflight
+	w.mu.Unlock()
+
+	days := make([]store.WarmupDay, 0, len(out))
+	for k, c := range out {
+		days = append(days, store.WarmupDay{Warmup: k.warmup, Destination: k.dest, Day: time.Unix(k.day, 0).UTC(), Sent: c.sent, Held: c.held})
+	}
+	sort.Slice(days, func(i, j int) bool { return days[i].Day.Before(days[j].Day) })
+	if err := w.Store.AddWarmup(ctx, days); err != nil {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for k, c := range w.inflight { // not written: the next Sync tries again
+			w.add(k, c.sent, c.held)
+		}
+		w.inflight = nil
+		return fmt.Errorf("warm-up counts: writing: %w", err)
+	}
+	totals, err := w.read(ctx, cfg)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		// Written but not read back: they count in the old totals until
+		// the next read has them.
+		if w.totals == nil {
+			w.totals = map[dayKey]*dayCount{}
+		}
+		for k, c := range w.inflight {
+			t := w.totals[k]
+			if t == nil {
+				t = &dayCount{}
+				w.totals[k] = t
+			}
+			t.sent += c.sent
+			t.held = t.held || c.held
+		}
+		w.inflight = nil
+		return fmt.Errorf("warm-up counts: reading: %w", err)
+	}
+	w.totals, w.inflight = totals, nil
+	return nil
+}
+
+// read loads every relay's totals of each configured warm-up from its
+// start on.
+func (w *Warmups) read(ctx context.Context, cfg *conf.Config) (map[dayKey]*dayCount, error) {
+	m := map[dayKey]*dayCount{}
+	for i := range cfg.Warmups {
+		wu := &cfg.Warmups[i]
+		days, err := w.Store.WarmupDays(ctx, wu.Name, wu.StartTime())
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range days {
+			m[dayKey{d.Warmup, d.Destination, d.Day.Unix()}] = &dayCount{sent: d.Sent, held: d.Held}
+		}
+	}
+	return m, nil
+}
+
+// Progress is one warm-up's state at one destination, for scope status
+// and the metrics.
+type Progress struct {
+	Warmup      string
+	Destination string
+	WarmupVerdict
+}
+
+// Progress lists, for every configured warm-up and every destination it
+// has counted, where it stands at now.
+func (w *Warmups) Progress(now time.Time) []Progress {
+	cfg := w.Config()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Progress
+	for i := range cfg.Warmups {
+		wu := &cfg.Warmups[i]
+		dests := map[string]bool{}
+		for _, m := range []map[dayKey]*dayCount{w.totals, w.pending, w.inflight} {
+			for k := range m {
+				if k.warmup == wu.Name {
+					dests[k.dest] = true
+				}
+			}
+		}
+		for d := range dests {
+			out = append(out, Progress{Warmup: wu.Name, Destination: d, WarmupVerdict: w.progress(wu, d, now)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Warmup != out[j].Warmup {
+			return out[i].Warmup < out[j].Warmup
+		}
+		return out[i].Destination < out[j].Destination
+	})
+	return out
+}
+
+// warmupText is the DEFER_IF_PERMIT text for a recipient over the day's
+// cap: the warm-up, the destination, the cap and when to retry.
+func warmupText(dest string, v WarmupVerdict) string {
+	return fmt.Sprintf("4.7.1 warm-up %s: %s has taken today's %d messages (schedule day %d); try again after %s",
+		v.Warmup, dest, v.Cap, v.Day+1, v.Retry.UTC().Format("2006-01-02 15:04 UTC"))
+}
