@@ -14,6 +14,7 @@ package health
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,7 +29,10 @@ var Windows = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
 // Figures are what became of the copies one scope (or stream) sent in
 // [Since, Until).
 type Figures struct {
-	Since, Until   time.Time
+	Since, Until time.Time
+	// Resumed is set when Since is the scope's last resume rather than
+	// the window's start: an administrator's resume starts a clean slate.
+	Resumed        bool
 	Sent           int
 	Delivered      int
 	Deferred       int // copies deferred at least once
@@ -95,8 +99,9 @@ type Scope struct {
 	// window of Windows.
 	Windows []Figures
 	Streams []Stream
-	// Judged are the figures over the scope's own thresholds window,
-	// and Problems its sender problems in it by destination.
+	// Judged are the figures over the scope's own thresholds window
+	// (from its last resume, when that is later), and Problems its
+	// sender problems in it by destination.
 	Judged   Figures
 	Problems []store.ProblemCount
 	// Breach is the first threshold the judged figures pass, if any.
@@ -133,6 +138,19 @@ func Compute(ctx context.Context, st store.Store, cfg *conf.Config, now time.Tim
 	pauses, err := st.Pauses(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("health: pauses: %w", err)
+	}
+	// A scope is judged on the mail sent since its last resume: the
+	// copies that paused it would otherwise pause it again at once.
+	resumed := map[string]time.Time{}
+	longest := slices.Max(windows)
+	err = st.Events(ctx, store.EventFilter{Types: []store.EventType{store.Resumed}, Since: now.Add(-longest)}, func(e store.Event) error {
+		if e.At.After(resumed[e.Scope]) {
+			resumed[e.Scope] = e.At
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("health: resumes: %w", err)
 	}
 	byName := map[string]*Scope{}
 	var names []string
@@ -176,22 +194,33 @@ func Compute(ctx context.Context, st store.Store, cfg *conf.Config, now time.Tim
 		}
 		tw := sc.Vetting.Window.D()
 		since, until := Bounds(now, tw)
-		s.Judged = Figures{Since: since, Until: until}
-		for _, c := range totals[tw] {
+		judged, probKey := totals[tw], tw
+		if r := resumed[name]; r.After(since) {
+			since = r
+			rows, err := st.SendTotals(ctx, since, until)
+			if err != nil {
+				return nil, fmt.Errorf("health: send totals since the resume of %s: %w", name, err)
+			}
+			judged, probKey = rows, -1
+		}
+		s.Judged = Figures{Since: since, Until: until, Resumed: probKey < 0}
+		for _, c := range judged {
 			if c.Scope == name {
 				s.Judged.add(c)
 			}
 		}
-		if _, ok := problems[tw]; !ok {
-			p, err := st.SenderProblems(ctx, since, until)
-			if err != nil {
+		p, ok := problems[probKey]
+		if !ok || probKey < 0 {
+			if p, err = st.SenderProblems(ctx, since, until); err != nil {
 				return nil, fmt.Errorf("health: sender problems over %v: %w", tw, err)
 			}
-			problems[tw] = p
+			if probKey >= 0 {
+				problems[probKey] = p
+			}
 		}
-		for _, p := range problems[tw] {
-			if p.Scope == name {
-				s.Problems = append(s.Problems, p)
+		for _, x := range p {
+			if x.Scope == name {
+				s.Problems = append(s.Problems, x)
 			}
 		}
 		s.Breach = Judge(sc.Vetting, s.Judged, s.Problems)
@@ -238,12 +267,15 @@ func streams(scope string, totals map[time.Duration][]store.DayCount, now time.T
 // judged only once f.Sent reaches t.MinSent, and pass when strictly
 // above their threshold.
 func Judge(t conf.Thresholds, f Figures, problems []store.ProblemCount) *Breach {
-	w := FormatWindow(f.Until.Sub(f.Since))
+	w := "in the last " + FormatWindow(f.Until.Sub(f.Since))
+	if f.Resumed {
+		w = "since the resume at " + f.Since.UTC().Format("2006-01-02 15:04 UTC")
+	}
 	if t.SenderProblems > 0 {
 		for _, p := range problems {
 			if p.Count >= t.SenderProblems {
 				return &Breach{Reason: "sender-problems", Text: fmt.Sprintf(
-					"%s refused %d copies sent in the last %s for a reason that blames the sender (limit %d): %s",
+					"%s refused %d copies sent %s for a reason that blames the sender (limit %d): %s",
 					p.Domain, p.Count, w, t.SenderProblems, oneLine(p.Example))}
 			}
 		}
@@ -264,7 +296,7 @@ func Judge(t conf.Thresholds, f Figures, problems []store.ProblemCount) *Breach 
 	}
 	for _, r := range rates {
 		if r.max > 0 && r.of > 0 && r.rate > r.max {
-			return &Breach{Reason: r.reason, Text: fmt.Sprintf("%s %s %% (%d of %d %s sent in the last %s) is above %s %%",
+			return &Breach{Reason: r.reason, Text: fmt.Sprintf("%s %s %% (%d of %d %s sent %s) is above %s %%",
 				r.what, FormatPercent(r.rate), r.n, r.of, r.base, w, FormatPercent(r.max))}
 		}
 	}

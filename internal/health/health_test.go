@@ -271,10 +271,29 @@ name = "idle"
 	if changed, err := Resume(context.Background(), st, "acme", "again", "cli:admin", now.Add(2*time.Minute)); err != nil || changed {
 		t.Errorf("second resume: %v, %v; want unchanged", changed, err)
 	}
+	// A resume starts a clean slate: the copies that paused the scope
+	// do not pause it again.
+	h, err := v.Check(context.Background())
+	if err != nil || h[0].Breach != nil || h[0].Pause != nil || h[0].Judged.Sent != 0 || !h[0].Judged.Resumed {
+		t.Fatalf("right after the resume: %+v, %v", h[0].Judged, err)
+	}
+	// Mail sent after it is judged again: 1 complaint of 5 delivered.
+	later := now.Add(time.Hour)
+	s.now = later
+	v.Now = func() time.Time { return later }
+	for range 4 {
+		s.send("acme", "news", 10*time.Minute, delivered)
+	}
+	s.send("acme", "news", 10*time.Minute, delivered, complaint)
 	// With vetting disabled the breach is reported and nothing paused.
 	cfg.Vetting.Enabled = false
-	h, err := v.Check(context.Background())
-	if err != nil || h[0].Breach == nil || h[0].Pause != nil {
-		t.Errorf("vetting disabled: %+v, %v", h[0], err)
+	h, err = v.Check(context.Background())
+	if err != nil || h[0].Breach == nil || h[0].Pause != nil ||
+		h[0].Breach.Text != "complaint rate 20 % (1 of 5 delivered copies sent since the resume at 2026-11-23 12:02 UTC) is above 10 %" {
+		t.Errorf("vetting disabled: %+v, %v", h[0].Breach, err)
+	}
+	cfg.Vetting.Enabled = true
+	if h, err = v.Check(context.Background()); err != nil || h[0].Pause == nil || h[0].Pause.Cause.Reason != "complaint-rate" {
+		t.Errorf("vetting enabled again: %+v, %v", h[0].Pause, err)
 	}
 }
