@@ -46,8 +46,10 @@ type Policy struct {
 	OnStoreError string `toml:"on_store_error"`
 	// Refresh is how often the server reads suppressions that other
 	// processes (the bounce pipe, the CLI) added, into its in-memory
-	// filter. A recipient suppressed elsewhere is refused at most this
-	// long after. Default "1s".
+	// filter, and the paused scopes (the milter too). A recipient
+	// suppressed elsewhere is refused, and a scope paused or resumed
+	// elsewhere is held or let through, at most this long after.
+	// Default "1s".
 	Refresh Duration `toml:"refresh"`
 	// Maillog is where Postfix logs deliveries: the path of a log file
 	// (maillog_file, or syslog's /var/log/mail.log), "journal" for the

@@ -101,8 +101,8 @@ func (t *Thresholds) check(key string, l *errorList) {
 }
 
 func (v *Vetting) complete(l *errorList) {
-	if d := v.Interval.D(); d < time.Second || d > 24*time.Hour {
-		l.add("vetting.interval", "%v is outside 1s to 24h", d)
+	if d := v.Interval.D(); d < 100*time.Millisecond || d > 24*time.Hour {
+		l.add("vetting.interval", "%v is outside 100ms to 24h", d)
 	}
 	v.Thresholds.check("vetting", l)
 }

@@ -191,7 +191,7 @@ name = "x"
   complaint_percent = 101
   window = "10s"
 `), "bad.toml")
-	for _, want := range []string{"vetting.interval: 0s is outside 1s to 24h", "scope[0].vetting.complaint_percent: 101 is outside 0 to 100",
+	for _, want := range []string{"vetting.interval: 0s is outside 100ms to 24h", "scope[0].vetting.complaint_percent: 101 is outside 0 to 100",
 		"scope[0].vetting.window: 10s is outside 1m to 90d"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -32,13 +32,18 @@ func (p *Pauses) Refresh(ctx context.Context, st store.Store) error {
 	return nil
 }
 
-// Follow refreshes the pauses every second until ctx ends. Until the
-// first read succeeds no scope is held: pauses are a safeguard, and the
-// other part (policy server or milter) checks them too.
-func (p *Pauses) Follow(ctx context.Context, st store.Store, log *slog.Logger) {
+// Follow refreshes the pauses every interval() until ctx ends, and logs
+// each scope it starts or stops holding. Until the first read succeeds
+// no scope is held: pauses are a safeguard, and the other part (policy
+// server or milter) checks them too.
+func (p *Pauses) Follow(ctx context.Context, st store.Store, interval func() time.Duration, log *slog.Logger) {
 	var failing bool
 	for {
+		old := p.cur.Load()
 		err := p.Refresh(ctx, st)
+		if err == nil {
+			p.logChanges(old, log)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			log.Error("cannot read the paused scopes; trying again every second", "err", err)
@@ -50,7 +55,7 @@ func (p *Pauses) Follow(ctx context.Context, st store.Store, log *slog.Logger) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(pauseRefresh):
+		case <-time.After(interval()):
 		}
 	}
 }
@@ -77,6 +82,21 @@ func (p *Pauses) Count() int {
 // health.PauseText); the milter answers the same.
 func PausedText(p store.Pause) string { return "4.7.1 " + health.PauseText(p) }
 
-// pauseRefresh bounds how long a pause or resume made elsewhere takes to
-// reach this server.
-const pauseRefresh = time.Second
+func (p *Pauses) logChanges(old *map[string]store.Pause, log *slog.Logger) {
+	cur := p.cur.Load()
+	var was map[string]store.Pause
+	if old != nil {
+		was = *old
+	}
+	for scope, x := range *cur {
+		if _, ok := was[scope]; !ok {
+			log.Warn("scope paused: deferring its bulk mail", "scope", scope, "reason", x.Cause.Reason,
+				"since", x.Since.UTC().Format(time.RFC3339), "evidence", x.Cause.Diagnostic)
+		}
+	}
+	for scope := range was {
+		if _, ok := (*cur)[scope]; !ok {
+			log.Info("scope resumed: accepting its mail again", "scope", scope)
+		}
+	}
+}

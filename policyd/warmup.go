@@ -83,11 +83,9 @@ func (w *Warmups) Admit(wu *conf.Warmup, dest string) WarmupVerdict {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	v := w.progress(wu, dest, now)
-	if v.Cap == 0 {
-		v.OK = true
-		return v
-	}
-	if v.Sent >= v.Cap {
+	// Past the schedule (Cap 0) mail is still counted: scope status
+	// shows it, and a longer schedule loaded later starts from it.
+	if v.Cap > 0 && v.Sent >= v.Cap {
 		v.Retry = wu.NextDay(now)
 		return v
 	}

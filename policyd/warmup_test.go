@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	_ "time/tzdata"
+
+	"github.com/senderkit/senderkit/conf"
 )
 
 // TestWarmupSchedule runs a warm-up with a simulated clock over five
@@ -130,4 +132,23 @@ time_zone = "Europe/Berlin"
 	f.setNow(day(4))
 	n, text = send("news@acme.example", "gmail.com", 50)
 	check("day 5, gmail.com after the schedule", n, text, 50, "")
+
+	// A reloaded configuration applies at once: a longer schedule caps
+	// day 5 again (its fourth day of growth, one day held back).
+	cfg, err := conf.Parse([]byte(testConfig+`
+[[warmup]]
+name = "acme-new"
+scope = "acme"
+start = "2026-11-03"
+schedule = [3, 5, 8, 60]
+time_zone = "Europe/Berlin"
+`), "reloaded.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.Store(cfg)
+	sync()
+	n, text = send("news@acme.example", "hosted.example", 20)
+	check("day 5, Google, after a reload with a 4-day schedule", n, text, 10,
+		"DEFER_IF_PERMIT 4.7.1 warm-up acme-new: google.com has taken today's 60 messages (schedule day 4); try again after 2026-11-07 23:00 UTC")
 }

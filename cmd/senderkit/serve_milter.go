@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/senderkit/senderkit/conf"
 	"github.com/senderkit/senderkit/milter"
@@ -62,7 +63,7 @@ func (s *server) milterPart() *part {
 			return err
 		}
 		log.Info("milter listening", "listen", string(l))
-		go pauses.Follow(ctx, s.store, log)
+		go pauses.Follow(ctx, s.store, func() time.Duration { return s.cfg().Policy.Refresh.D() }, log)
 		return srv.Serve(ctx, ln)
 	}}
 }

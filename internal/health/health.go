@@ -44,9 +44,12 @@ type Figures struct {
 	Unsubscribes   int
 }
 
-// Bounds returns the sliding window of length w that ends at now.
+// Bounds returns the sliding window of length w that ends with now's
+// second (the store keeps whole seconds, and until is exclusive: a copy
+// sent in the current second is in).
 func Bounds(now time.Time, w time.Duration) (since, until time.Time) {
-	return now.Add(-w), now
+	until = now.Truncate(time.Second).Add(time.Second)
+	return until.Add(-w), until
 }
 
 func (f *Figures) add(c store.DayCount) {
