@@ -99,7 +99,9 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.refreshFilter(ctx) })
 	wg.Go(func() { s.saveThrottle(ctx) })
-	wg.Go(func() { s.pauses.Follow(ctx, s.Store, func() time.Duration { return s.Config().Policy.Refresh.D() }, s.Log) })
+	wg.Go(func() {
+		s.pauses.Follow(ctx, s.Store, func() time.Duration { return s.Config().Policy.Refresh.D() }, s.Log)
+	})
 	wg.Go(func() { s.syncWarmups(ctx, warmups) })
 	if src := cfg.Policy.Maillog; src != "" {
 		d := &Deliveries{Store: s.Store, Config: s.Config, Throttle: throttle, Grouper: grouper, Warmups: warmups, Log: s.Log, Now: now}
