@@ -37,6 +37,9 @@ func findReason(r *Record, x recordCtx) string {
 		}
 		return "mailererror"
 	}
+	if pr := providerCodeReason(r.Diagnostic); pr != "" {
+		return pr // the provider's own code names the cause
+	}
 	switch r.ReplyCode {
 	case "521", "556":
 		// RFC 7504: the host or the domain does not accept mail.

@@ -1,0 +1,40 @@
+package bouncepipe
+
+import "testing"
+
+// TestReasonRules: replies each reason rule is for, written for these
+// tests (not copied from the corpus), and what they classify as.
+func TestReasonRules(t *testing.T) {
+	for _, c := range []struct {
+		name, status, text string
+		reason             string
+		hard               bool
+	}{
+		// Orange and La Poste end their replies with a code of their
+		// own that names the cause.
+		{"orange spam code", "5.2.0", "host mx.orange.example[192.0.2.7] said: 550 5.2.0 Mail rejete. Mail rejected. OFR_506 [506] (in reply to end of DATA command)",
+			"spamdetected", false},
+		{"la poste unknown code", "5.5.0", "550 5.5.0 Destinataire inconnu. Unknown recipient. LPN105_416",
+			"userunknown", true},
+		{"la poste policy code", "5.7.1", "554 5.7.1 <client.example[192.0.2.8]>: Client host rejected: lpn LPN000_630",
+			"policyviolation", false},
+		{"orange code without a cause", "4.2.1", "421 4.2.1 Service refuse. Veuillez essayer plus tard. OFR004_201",
+			"", false},
+		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
+			"", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reason, hard, _ := ClassifyReply(c.status, c.text)
+			if c.reason == "" {
+				// Not decided by the rule: the words decide, as before.
+				if got := providerCodeReason(c.text); got != "" {
+					t.Errorf("providerCodeReason(%q) = %q, want none", c.text, got)
+				}
+				return
+			}
+			if reason != c.reason || hard != c.hard {
+				t.Errorf("ClassifyReply(%q, %q) = %s hard=%v, want %s hard=%v", c.status, c.text, reason, hard, c.reason, c.hard)
+			}
+		})
+	}
+}
