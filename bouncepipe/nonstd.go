@@ -533,8 +533,13 @@ var commandByFirst, startsCommand = func() (idx [256][]int, starts [256]bool) {
 // commandIn returns the SMTP command a failure answered, as Sisimai names
 // them (CONN, EHLO, MAIL, RCPT, DATA): in a transcript the last one named
 // is the one that failed. It returns "" when the text names none. Only
-// word starts are tried.
+// word starts are tried. What a local delivery program printed (Postfix
+// pipe(8) and local(8) quote it after "Command output:") is no SMTP
+// dialogue: "Connection refused" there is the program's own failure.
 func commandIn(s string) string {
+	if i := indexFold(s, "command output:"); i >= 0 {
+		s = s[:i]
+	}
 	best := ""
 	for i := 0; i < len(s); i++ {
 		c := lowerByte[s[i]]

@@ -5,6 +5,9 @@ import "testing"
 // TestReasonRules: replies each reason rule is for, written for these
 // tests (not copied from the corpus), and what they classify as.
 func TestReasonRules(t *testing.T) {
+	if got := commandIn("host mx.example.com said: 451 try again. Command output: rcpt to the local queue: connection refused"); got != "" {
+		t.Errorf("commandIn read a command in a program's output: %q", got)
+	}
 	for _, c := range []struct {
 		name, status, text string
 		reason             string
@@ -20,6 +23,11 @@ func TestReasonRules(t *testing.T) {
 			"policyviolation", false},
 		{"orange code without a cause", "4.2.1", "421 4.2.1 Service refuse. Veuillez essayer plus tard. OFR004_201",
 			"", false},
+		// Postfix pipe(8) quotes what the local program printed: its
+		// "Connection refused" is the program failing to reach its own
+		// daemon, not a remote server refusing us.
+		{"pipe command output", "4.3.0", "temporary failure. Command output: scanmail: cannot connect to the scanning daemon: Connection refused",
+			"systemerror", false},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
