@@ -143,6 +143,8 @@ func refine(byText string, r *Record, x recordCtx) string {
 		switch {
 		case addressStatus(r.Status) || r.Command == "RCPT":
 			return "userunknown"
+		case protocolRefusal(r):
+			return "userunknown"
 		case x.directory() || localUnknown(r.Diagnostic):
 			// The recipient's own system says so in its own words.
 			return "userunknown"
@@ -155,6 +157,17 @@ func refine(byText string, r *Record, x recordCtx) string {
 		return "filtered"
 	}
 	return byText
+}
+
+// protocolRefusal reports whether a failure is reported with the
+// protocol status 5.5.0 (RFC 3463 X.5.0) and not said to answer the
+// message's content: Exchange and IIS write that code in their reports
+// when a remote refused the recipient with a bare 550 ("Requested action
+// not taken: mailbox unavailable"), Orange and La Poste in their own
+// replies to RCPT TO. With words saying the recipient is unknown, it is
+// the refusal of the address.
+func protocolRefusal(r *Record) bool {
+	return r.Status == "5.5.0" && r.Command != "DATA" && (r.ReplyCode == "" || r.ReplyCode == "550" || r.ReplyCode == "553")
 }
 
 // directory reports whether the report says, in the words of the

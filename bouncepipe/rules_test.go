@@ -28,6 +28,17 @@ func TestReasonRules(t *testing.T) {
 		// daemon, not a remote server refusing us.
 		{"pipe command output", "4.3.0", "temporary failure. Command output: scanmail: cannot connect to the scanning daemon: Connection refused",
 			"systemerror", false},
+		// The protocol status X.5.0 on a bare 550 refusal of the
+		// mailbox: Exchange and IIS report a refused recipient so.
+		{"x.5.0 mailbox unavailable", "5.5.0", "550 Requested action not taken: mailbox unavailable (4177:-22)",
+			"userunknown", true},
+		// ...but not once the message's content was sent: then it may
+		// as well be a filter's wording.
+		{"x.5.0 after data", "5.5.0", "host mx.example.net said: 550 Requested action not taken: mailbox unavailable (in reply to end of DATA command)",
+			"filtered", false},
+		// Any other status that names no address keeps the doubt.
+		{"x.0.0 mailbox unavailable", "5.0.0", "550 Requested action not taken: mailbox unavailable",
+			"filtered", false},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
