@@ -199,8 +199,13 @@ var textRules = []textRule{
 	rule("securityerror", "starttls", "tls", "ssl", "encrypt*", "certificate", "authentication is? required", "must authenticate|issue",
 		"not authorized|authorised", "unauthorized|unauthorised", "access denied", "permission denied", "security policy|violation|reasons"),
 	// A local program that could not reach its own daemon (a virus
-	// scanner, a filter) is the system's failure, not the remote's.
-	earlyRule("systemerror", "unable|failed to connect to ~ daemon", "cannot|can't|couldn't connect to ~ daemon", "could not connect to ~ daemon"),
+	// scanner, a filter), or a mail system that could not reach its own
+	// directory (qmail-ldap, Exim and Postfix LDAP lookups), is the
+	// system's failure, not the remote's; a queue that expired meanwhile
+	// only followed from it.
+	earlyRule("systemerror", "unable|failed to connect to ~ daemon", "cannot|can't|couldn't connect to ~ daemon", "could not connect to ~ daemon",
+		"unable|failed to contact|connect|reach to? the? ldap", "cannot|can't|couldn't contact|connect|reach to? the? ldap",
+		"could not contact|connect|reach to? the? ldap", "ldap lookup|search|query|server|connection ~ failed|failure|error|timeout|unavailable|down"),
 	// Time ran out: the remote never answered, or the message sat in
 	// the queue until it expired.
 	rule("expired",

@@ -39,6 +39,12 @@ func TestReasonRules(t *testing.T) {
 		// Any other status that names no address keeps the doubt.
 		{"x.0.0 mailbox unavailable", "5.0.0", "550 Requested action not taken: mailbox unavailable",
 			"filtered", false},
+		// A directory the mail system could not reach is its own
+		// failure, even when the queue gave up meanwhile.
+		{"ldap unreachable", "4.4.3", "Could not contact the LDAP server (#4.4.3). Giving up: the message has been in the queue too long.",
+			"systemerror", false},
+		{"ldap lookup failed", "4.3.0", "temporary failure: LDAP lookup for recipient failed: timeout",
+			"systemerror", false},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
