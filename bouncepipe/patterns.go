@@ -58,7 +58,10 @@ var textRules = []textRule{
 	// host rejected" too: the missing reverse name is the reason.
 	earlyRule("requireptr", "cannot|can't|couldn't find|resolve your reverse? hostname", "cannot|can't|couldn't find|resolve your reverse? host name",
 		"could not find|resolve your reverse? hostname", "could not find|resolve your reverse? host name",
-		"reverse dns|hostname|lookup ~ failed|missing|required|mismatch"),
+		"reverse dns|hostname|lookup ~ failed|missing|required|mismatch",
+		// An IP whose name does not verify: the receiver takes mail
+		// from only so many of them.
+		"unverifiable|unverifyable sending|client? ip|ips|host|hosts"),
 	// Blocklists name the sender's IP or domain: they come before the
 	// wording about the recipient, which such replies often also have.
 	rule("blocked",
@@ -116,7 +119,10 @@ var textRules = []textRule{
 	rule("norelaying",
 		"relay|relaying access? denied", "relay|relaying access? not permitted|allowed|authorized", "not|isn't permitted|allowed|authorized to relay",
 		"unable to relay", "not configured to relay", "we|i do not relay", "no relay*", "relay is? prohibited|refused|rejected", "cannot relay", "relaying",
-		"not a? local|valid domain|host", "rcpthosts", "domain isn't in my list", "no such local? domain here"),
+		"not a? local|valid domain|host", "rcpthosts", "domain isn't in my list", "no such local? domain here",
+		// A sending service (Amazon SES) that relays only for the
+		// identities its customer verified.
+		"email address is not verified", "identities failed the check"),
 	rule("authfailure",
 		"spf", "dkim", "dmarc", "sender policy framework", "domainkeys", "authenticat* check? fail*|result*",
 		"not|isn't authorized|authorised to send", "does not designate|authorize", "arc validation", "unauthenticated email|mail|sender",

@@ -45,6 +45,14 @@ func TestReasonRules(t *testing.T) {
 			"systemerror", false},
 		{"ldap lookup failed", "4.3.0", "temporary failure: LDAP lookup for recipient failed: timeout",
 			"systemerror", false},
+		// Amazon SES relays only for identities its customer verified.
+		{"ses unverified identity", "5.0.0", "554 Message rejected: Email address is not verified. The following identities failed the check in region EU-WEST-1: news@example.org",
+			"norelaying", false},
+		// A receiver that takes mail from few IPs without a verifiable
+		// name; the warning's "delivery attempts will continue" does
+		// not make it an expiry.
+		{"unverifiable sending ip", "4.0.0", "SMTP error from remote mail server after MAIL FROM:<a@example.org>: 450 we accept mail from at most 3 unverifiable sending IPs - mta.example.org is not 192.0.2.9. Delivery attempts will continue for some time.",
+			"requireptr", false},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
