@@ -226,7 +226,7 @@ var textRules = []textRule{
 		"dns lookup|resolution|query|error|failure", "temporary dns|lookup fail*", "host lookup did not complete", "name server",
 		"mail loop", "loop detected", "looping", "too many hops", "routing loop", "loops back to myself", "hop count", "mail for ~ loops",
 		"unable to route", "network error", "network is? unreachable", "name service error"),
-	rule("systemerror", "system error", "internal server? error", "server error", "configuration error", "local error", "misconfigur*",
+	rule("systemerror", "system error", "internal server? error", "could not load", "couldn't|cannot|can't load", "unable|failed to load", "server error", "configuration error", "local error", "misconfigur*",
 		"temporary local? failure|problem|error", "service not available", "service ~ unavailable", "try later", "i o error", "directory server? failure|lookup",
 		"out of memory", "resource|resources temporarily? unavailable", "processing error", "try again later", "write error"),
 	rule("mailererror", "xunix", "mailer error|failure", "pipe to", "command died|failed", "exit code|status", "exited with",

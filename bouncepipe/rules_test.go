@@ -53,6 +53,9 @@ func TestReasonRules(t *testing.T) {
 		// not make it an expiry.
 		{"unverifiable sending ip", "4.0.0", "SMTP error from remote mail server after MAIL FROM:<a@example.org>: 450 we accept mail from at most 3 unverifiable sending IPs - mta.example.org is not 192.0.2.9. Delivery attempts will continue for some time.",
 			"requireptr", false},
+		// A server that cannot load its own data fails on its side.
+		{"could not load", "4.0.0", "host mx.example.net said: 451 Could not load the routing table for domain example.net (in reply to RCPT TO command)",
+			"systemerror", false},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
