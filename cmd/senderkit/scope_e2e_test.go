@@ -14,7 +14,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/senderkit/senderkit/internal/postfixlab"
 	"github.com/senderkit/senderkit/internal/store"
 	"github.com/senderkit/senderkit/internal/store/sqlitestore"
 )
@@ -31,32 +30,13 @@ import (
 func TestScopeVettingE2E(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
-	milterAddr, copyAddr, policyAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	opts := contribMilter(t, milterAddr, copyAddr)
-	for k, v := range contribMainCF(t, "127.0.0.1:10040", policyAddr) {
-		opts.Main[k] = v
-	}
-	opts.SinkHandler = func(from, rcpt string) *smtp.SMTPError {
+	lab := startWiredLab(t, func(from, rcpt string) *smtp.SMTPError {
 		if strings.HasPrefix(rcpt, "gone") {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "user unknown"}
 		}
 		return nil
-	}
-	lab := postfixlab.Start(t, opts)
-	cfgFile := writeFile(t, dir, "senderkit.toml", fmt.Sprintf(`state_dir = %q
-[bounce]
-domain = "bounces.example.net"
-[milter]
-listen = "inet:%s"
-copy_service = %q
-[policy]
-listen = "inet:%s"
-maillog = %q
-refresh = "50ms"
-[http]
-listen = ""
-[metrics]
-listen = ""
+	})
+	cfgFile := writeFile(t, dir, "senderkit.toml", lab.config(state, `
 [vetting]
 interval = "200ms"
 window = "24h"
@@ -75,7 +55,7 @@ sender_domains = ["acme.example"]
 [[scope]]
 name = "globex"
 sender_domains = ["globex.example"]
-`, state, milterAddr, copyAddr, policyAddr, filepath.Join(lab.Dir, "maillog")))
+`))
 	log := startServe(t, cfgFile)
 	waitLog(t, log, "milter listening")
 

@@ -320,34 +320,17 @@ sender_domains = ["acme.example"]
 func TestLogFollowerClosesTheLoopE2E(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
-	milterAddr, copyAddr, policyAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	opts := contribMilter(t, milterAddr, copyAddr)
-	for k, v := range contribMainCF(t, "127.0.0.1:10040", policyAddr) {
-		opts.Main[k] = v
-	}
-	opts.SinkHandler = func(from, rcpt string) *smtp.SMTPError {
+	lab := startWiredLab(t, func(from, rcpt string) *smtp.SMTPError {
 		if rcpt == "gone@dest.example" {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "user unknown"}
 		}
 		return nil
-	}
-	lab := postfixlab.Start(t, opts)
-	cfgFile := writeFile(t, dir, "senderkit.toml", fmt.Sprintf(`state_dir = %q
-[bounce]
-domain = "bounces.example.net"
-[milter]
-listen = "inet:%s"
-copy_service = %q
-[policy]
-listen = "inet:%s"
-maillog = %q
-refresh = "50ms"
-[http]
-listen = ""
+	})
+	cfgFile := writeFile(t, dir, "senderkit.toml", lab.config(state, `
 [[scope]]
 name = "acme"
 sender_domains = ["example.com"]
-`, state, milterAddr, copyAddr, policyAddr, filepath.Join(lab.Dir, "maillog")))
+`))
 	log := startServe(t, cfgFile)
 	waitLog(t, log, "milter listening")
 
@@ -392,4 +375,46 @@ sender_domains = ["example.com"]
 	if code, text := smtpCode(err); code != 550 || !strings.Contains(text, "recipient address bounced permanently on") {
 		t.Errorf("gone@dest.example after its bounce: %v; want refused at RCPT", err)
 	}
+}
+
+// wiredLab is a private Postfix wired to senderkit as contrib/postfix
+// says (milter, copy service, policy server), at fresh loopback
+// addresses.
+type wiredLab struct {
+	*postfixlab.Lab
+	milter, copy, policy string
+}
+
+// startWiredLab starts one, whose sink answers each recipient with sink.
+func startWiredLab(t *testing.T, sink postfixlab.RcptHandler) *wiredLab {
+	t.Helper()
+	w := &wiredLab{milter: freeAddr(t), copy: freeAddr(t), policy: freeAddr(t)}
+	opts := contribMilter(t, w.milter, w.copy)
+	for k, v := range contribMainCF(t, "127.0.0.1:10040", w.policy) {
+		opts.Main[k] = v
+	}
+	opts.SinkHandler = sink
+	w.Lab = postfixlab.Start(t, opts)
+	return w
+}
+
+// config is a senderkit configuration for serve with the milter, the
+// policy server and the log follower wired to the lab, and no HTTP or
+// metrics; extra adds scopes and the rest.
+func (w *wiredLab) config(state, extra string) string {
+	return fmt.Sprintf(`state_dir = %q
+[bounce]
+domain = "bounces.example.net"
+[milter]
+listen = "inet:%s"
+copy_service = %q
+[policy]
+listen = "inet:%s"
+maillog = %q
+refresh = "50ms"
+[http]
+listen = ""
+[metrics]
+listen = ""
+`, state, w.milter, w.copy, w.policy, filepath.Join(w.Dir, "maillog")) + extra
 }
