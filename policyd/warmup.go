@@ -24,6 +24,11 @@ import (
 // relays of a fleet share one cap: each server adds what it accepted
 // (Sync, every second) and reads back everyone's totals. Between two
 // syncs the local counts are added to the last totals read.
+//
+// A recipient counts when the policy server accepts it at RCPT, so one
+// whose message is later refused or abandoned still counts: a cap is
+// never exceeded, and may be undershot by those. Mail submitted with
+// sendmail(1) never meets the policy server and is not capped.
 type Warmups struct {
 	Store  store.Store
 	Config func() *conf.Config
