@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,10 @@ type Watcher[T any] struct {
 	subs     []func(T)
 	changed  chan struct{}
 	failures atomic.Int64
+	// snap is what the files looked like just before the state in
+	// force was loaded: a change made before Run watches them (at
+	// start, or while a reload ran) is found by comparing.
+	snap string
 }
 
 // debounce lets a burst of file events (an editor's write, rename and
@@ -43,7 +48,7 @@ func NewWatcher[T any](load Loader[T], log *slog.Logger) (*Watcher[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher[T]{load: load, log: log, paths: paths, changed: make(chan struct{}, 1)}
+	w := &Watcher[T]{load: load, log: log, paths: paths, changed: make(chan struct{}, 1), snap: snapshot(paths)}
 	w.cur.Store(&v)
 	return w, nil
 }
@@ -76,6 +81,7 @@ func (w *Watcher[T]) Reload() error {
 	w.cur.Store(&v)
 	old := w.paths
 	w.paths = paths
+	w.snap = snapshot(paths)
 	if !samePaths(old, paths) {
 		select {
 		case w.changed <- struct{}{}:
@@ -144,6 +150,15 @@ func (w *Watcher[T]) Run(ctx context.Context) error {
 	rewatch()
 	var timer *time.Timer
 	var fire <-chan time.Time
+	// A change made before the watch was in place (between the load and
+	// now) has sent no event: compare, and reload at once if so.
+	w.mu.Lock()
+	missed := snapshot(w.paths) != w.snap
+	w.mu.Unlock()
+	if missed {
+		timer = time.NewTimer(0)
+		fire = timer.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -173,4 +188,31 @@ func (w *Watcher[T]) Run(ctx context.Context) error {
 			w.Reload()
 		}
 	}
+}
+
+// snapshot describes the state's files as they are now: each file's and
+// each directory entry's size, modification time, mode and inode, so
+// that two snapshots differ when anything a reload would read changed.
+func snapshot(paths []string) string {
+	var b strings.Builder
+	stat := func(p string) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", p, err)
+			return
+		}
+		fmt.Fprintf(&b, "%s %d %d %v %d\n", p, fi.Size(), fi.ModTime().UnixNano(), fi.Mode(), inode(fi))
+		if fi.IsDir() {
+			ents, _ := os.ReadDir(p)
+			for _, e := range ents {
+				if info, err := e.Info(); err == nil {
+					fmt.Fprintf(&b, "%s/%s %d %d %d\n", p, e.Name(), info.Size(), info.ModTime().UnixNano(), inode(info))
+				}
+			}
+		}
+	}
+	for _, p := range paths {
+		stat(filepath.Clean(p))
+	}
+	return b.String()
 }

@@ -148,3 +148,25 @@ func TestWatcherInitialLoadMustSucceed(t *testing.T) {
 		t.Error("NewWatcher accepted a broken initial configuration")
 	}
 }
+
+// A change made after the state was loaded but before Run watches the
+// files (serve starting while an administrator saves) is not lost.
+func TestWatcherChangeBeforeRun(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "senderkit.toml")
+	saveAtomic(t, path, "[log]\nlevel = \"info\"\n")
+	load := func() (*Config, []string, error) {
+		c, err := Load(path)
+		return c, []string{path}, err
+	}
+	w, err := NewWatcher(load, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveAtomic(t, path, "[log]\nlevel = \"warn\"\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the change saved before Run", func() bool { return w.Current().Log.Level == "warn" })
+}
