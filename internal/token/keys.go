@@ -93,17 +93,32 @@ func CreateKey(dir string, id uint8) (Key, error) {
 		return Key{}, fmt.Errorf("token: random secret: %w", err)
 	}
 	path := filepath.Join(dir, strconv.Itoa(int(id))+".key")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// The key is written whole under a temporary name, then linked to
+	// its own: a reader (serve and a bounce pipe starting at once on a
+	// fresh install) never sees it half written, and link(2), unlike
+	// rename, refuses to replace a key another process made meanwhile.
+	f, err := os.CreateTemp(dir, ".new-key-*")
 	if err != nil {
 		return Key{}, fmt.Errorf("token: create key: %w", err)
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return Key{}, fmt.Errorf("token: create key: %w", err)
+	}
 	_, err = fmt.Fprintln(f, hex.EncodeToString(secret))
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(path)
 		return Key{}, fmt.Errorf("token: write key %s: %w", path, err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return Key{}, fmt.Errorf("token: create key: %w", err)
 	}
 	return Key{ID: id, Secret: secret}, nil
 }
