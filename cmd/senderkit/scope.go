@@ -96,7 +96,7 @@ func (c *cli) scopeChange(verb string, args []string) int {
 		fmt.Fprintf(c.stdout, "scope %s was not paused\n", name)
 		return exitOK
 	}
-	fmt.Fprintf(c.stdout, "scope %s resumed (paused since %s: %s); the policy server lets its mail through within a second\n",
+	fmt.Fprintf(c.stdout, "scope %s resumed (paused since %s: %s); the policy server and the milter let its mail through within policy.refresh (1s by default)\n",
 		name, was.Since.UTC().Format(time.RFC3339), was.Cause.Diagnostic)
 	return exitOK
 }
