@@ -36,6 +36,8 @@ type Warmups struct {
 
 	mu       sync.Mutex
 	totals   map[dayKey]*dayCount // every relay's, as last read
+	fullHour time.Time            // the clock hour of the last read of whole schedules
+	fullCfg  *conf.Config         // the configuration that read was for
 	pending  map[dayKey]*dayCount // accepted or held here, not yet written
 	inflight map[dayKey]*dayCount // being written by Sync
 }
@@ -178,7 +180,13 @@ func (w *Warmups) Sync(ctx context.Context) error {
 		w.inflight = nil
 		return fmt.Errorf("warm-up counts: writing: %w", err)
 	}
-	totals, err := w.read(ctx, cfg)
+	// Every relay's counts of today are read at each sync; whole
+	// schedules (the days a destination held a warm-up back) once an
+	// hour, and after a reload. A day's held mark written late by another
+	// relay is seen within the hour.
+	now := w.Now()
+	full := w.fullCfg != cfg || !now.Truncate(time.Hour).Equal(w.fullHour)
+	totals, err := w.read(ctx, cfg, full, now)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {
@@ -199,17 +207,55 @@ func (w *Warmups) Sync(ctx context.Context) error {
 		w.inflight = nil
 		return fmt.Errorf("warm-up counts: reading: %w", err)
 	}
+	if !full {
+		// Keep the older days from before, with what this sync wrote
+		// about them (a held mark from a late log line).
+		for k, c := range w.totals {
+			if _, ok := totals[k]; !ok && k.day < todayOf(cfg, k.warmup, now) {
+				totals[k] = c
+			}
+		}
+		for k, c := range w.inflight {
+			if k.day < todayOf(cfg, k.warmup, now) {
+				t := totals[k]
+				if t == nil {
+					t = &dayCount{}
+					totals[k] = t
+				}
+				t.sent += c.sent
+				t.held = t.held || c.held
+			}
+		}
+	} else {
+		w.fullHour, w.fullCfg = now.Truncate(time.Hour), cfg
+	}
 	w.totals, w.inflight = totals, nil
 	return nil
 }
 
-// read loads every relay's totals of each configured warm-up from its
-// start on.
-func (w *Warmups) read(ctx context.Context, cfg *conf.Config) (map[dayKey]*dayCount, error) {
+// todayOf is the unix second of the current day's midnight of warm-up
+// name, or 0 when it is no longer configured.
+func todayOf(cfg *conf.Config, name string, now time.Time) int64 {
+	for i := range cfg.Warmups {
+		if cfg.Warmups[i].Name == name {
+			day, _ := cfg.Warmups[i].DayOf(now)
+			return day.Unix()
+		}
+	}
+	return 0
+}
+
+// read loads every relay's totals of each configured warm-up: from its
+// start on when full, else today's.
+func (w *Warmups) read(ctx context.Context, cfg *conf.Config, full bool, now time.Time) (map[dayKey]*dayCount, error) {
 	m := map[dayKey]*dayCount{}
 	for i := range cfg.Warmups {
 		wu := &cfg.Warmups[i]
-		days, err := w.Store.WarmupDays(ctx, wu.Name, wu.StartTime())
+		since := wu.StartTime()
+		if !full {
+			since, _ = wu.DayOf(now)
+		}
+		days, err := w.Store.WarmupDays(ctx, wu.Name, since)
 		if err != nil {
 			return nil, err
 		}

@@ -152,3 +152,45 @@ time_zone = "Europe/Berlin"
 	check("day 5, Google, after a reload with a 4-day schedule", n, text, 10,
 		"DEFER_IF_PERMIT 4.7.1 warm-up acme-new: google.com has taken today's 60 messages (schedule day 4); try again after 2026-11-07 23:00 UTC")
 }
+
+// Between the hourly reads of whole schedules a sync reads only today's
+// counts: another server's count of today arrives, and a held mark for
+// yesterday (a late log line) written by this server is kept.
+func TestWarmupSyncWithinTheHour(t *testing.T) {
+	f := newFixture(t, `
+[[warmup]]
+name = "w"
+scope = "acme"
+start = "2026-11-01"
+schedule = [2, 4, 6]
+`)
+	ctx := context.Background()
+	f.setNow(time.Date(2026, 11, 2, 10, 5, 0, 0, time.UTC)) // day 2
+	a := &Warmups{Store: f.store, Config: f.cfg.Load, Now: f.clock}
+	b := &Warmups{Store: f.store, Config: f.cfg.Load, Now: f.clock}
+	wu := &f.cfg.Load().Warmups[0]
+	for _, w := range []*Warmups{a, b} {
+		if err := w.Sync(ctx); err != nil { // the full reads of this hour
+			t.Fatal(err)
+		}
+	}
+	f.setNow(time.Date(2026, 11, 2, 10, 20, 0, 0, time.UTC))
+	if v := b.Admit(wu, "google.com"); !v.OK || v.Cap != 4 || v.Sent != 1 {
+		t.Fatalf("b's first recipient: %+v", v)
+	}
+	a.Held("google.com", "acme", time.Date(2026, 11, 1, 23, 0, 0, 0, time.UTC)) // yesterday
+	for _, w := range []*Warmups{b, a} {
+		if err := w.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := a.Admit(wu, "google.com")
+	// Yesterday held: day 2 is schedule day 1 again (cap 2); b's one
+	// and this one make 2.
+	if !v.OK || v.Cap != 2 || v.Sent != 2 || v.Skipped != 1 {
+		t.Errorf("a after b's count and its own held mark: %+v", v)
+	}
+	if v := a.Admit(wu, "google.com"); v.OK {
+		t.Errorf("a's third recipient of the day passed a cap of 2: %+v", v)
+	}
+}
