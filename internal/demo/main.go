@@ -293,6 +293,9 @@ sender_domains = ["example.test"]
 
 	step(10, "The sender report, by send day")
 	d.sk("report", "-since", "1d")
+
+	step(11, "Scope health, as vetting judges it (a scope is paused past its thresholds once it has sent vetting.min_sent copies)")
+	d.sk("scope", "status")
 }
 
 func orAccepted(err error) string {
