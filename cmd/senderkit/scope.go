@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -61,11 +60,7 @@ func (c *cli) scopeChange(verb string, args []string) int {
 	}
 	defer s.close()
 	if s.cfg.Scope(name) == nil {
-		var known []string
-		for _, sc := range s.cfg.Scopes {
-			known = append(known, sc.Name)
-		}
-		return c.errorf(exitUsage, cmd, "scope %q is not in the configuration (known: %s)", name, strings.Join(known, ", "))
+		return c.errorf(exitUsage, cmd, "scope %q is not in the configuration (known: %s)", name, knownScopes(s.cfg))
 	}
 	text := *note
 	if text == "" {

@@ -107,11 +107,16 @@ func (s *suppressCmd) checkScope(name string) error {
 	if name == store.AllScopes || s.cfg.Scope(name) != nil {
 		return nil
 	}
+	return fmt.Errorf("scope %q is not in the configuration (known: %s, or * for every scope)", name, knownScopes(s.cfg))
+}
+
+// knownScopes lists the configured scopes' names, for an error.
+func knownScopes(cfg *conf.Config) string {
 	var known []string
-	for _, sc := range s.cfg.Scopes {
+	for _, sc := range cfg.Scopes {
 		known = append(known, sc.Name)
 	}
-	return fmt.Errorf("scope %q is not in the configuration (known: %s, or * for every scope)", name, strings.Join(known, ", "))
+	return strings.Join(known, ", ")
 }
 
 // actor names who made a manual change, for the event's source.
