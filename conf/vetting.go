@@ -246,6 +246,16 @@ func (c *Config) WarmupFor(scope, sender string) *Warmup {
 // StartTime is the first day's midnight in the warm-up's time zone.
 func (w *Warmup) StartTime() time.Time { return w.start }
 
+// Warmup returns the warm-up with the given name, or nil.
+func (c *Config) Warmup(name string) *Warmup {
+	for i := range c.Warmups {
+		if c.Warmups[i].Name == name {
+			return &c.Warmups[i]
+		}
+	}
+	return nil
+}
+
 // Location is the time zone of the warm-up's days.
 func (w *Warmup) Location() *time.Location { return w.loc }
 

@@ -37,27 +37,14 @@ func (p *Pauses) Refresh(ctx context.Context, st store.Store) error {
 // no scope is held: pauses are a safeguard, and the other part (policy
 // server or milter) checks them too.
 func (p *Pauses) Follow(ctx context.Context, st store.Store, interval func() time.Duration, log *slog.Logger) {
-	var failing bool
-	for {
+	repeat(ctx, interval, "reading the paused scopes", log, func(ctx context.Context) error {
 		old := p.cur.Load()
-		err := p.Refresh(ctx, st)
-		if err == nil {
-			p.logChanges(old, log)
+		if err := p.Refresh(ctx, st); err != nil {
+			return err
 		}
-		switch {
-		case err != nil && ctx.Err() == nil && !failing:
-			log.Error("cannot read the paused scopes; trying again every second", "err", err)
-			failing = true
-		case err == nil && failing:
-			log.Info("reading the paused scopes works again")
-			failing = false
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval()):
-		}
-	}
+		p.logChanges(old, log)
+		return nil
+	})
 }
 
 // Of returns scope's pause, if it is paused.

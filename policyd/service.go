@@ -170,33 +170,31 @@ func (s *Service) refreshFilter(ctx context.Context) {
 	}
 }
 
-// every runs f now and then every d until ctx ends, logging the first
-// failure of a run of failures and the recovery.
-func (s *Service) every(ctx context.Context, d time.Duration, what string, f func(context.Context) error) {
+// repeat runs f now and then every interval() until ctx ends, logging
+// the first failure of a run of failures, and the recovery.
+func repeat(ctx context.Context, interval func() time.Duration, what string, log *slog.Logger, f func(context.Context) error) {
 	var failing bool
-	t := time.NewTicker(d)
-	defer t.Stop()
 	for {
 		err := f(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
-			s.Log.Error(what+" failed; trying again every "+d.String(), "err", err)
+			log.Error(what+" failed; trying again every "+interval().String(), "err", err)
 			failing = true
 		case err == nil && failing:
-			s.Log.Info(what + " works again")
+			log.Info(what + " works again")
 			failing = false
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(interval()):
 		}
 	}
 }
 
 // syncWarmups shares the warm-up counts through the store.
 func (s *Service) syncWarmups(ctx context.Context, w *Warmups) {
-	s.every(ctx, saveEvery, "saving the warm-up counts", func(ctx context.Context) error {
+	repeat(ctx, func() time.Duration { return saveEvery }, "saving the warm-up counts", s.Log, func(ctx context.Context) error {
 		if len(s.Config().Warmups) == 0 {
 			return nil
 		}

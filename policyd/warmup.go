@@ -40,7 +40,13 @@ type Warmups struct {
 	fullCfg  *conf.Config         // the configuration that read was for
 	pending  map[dayKey]*dayCount // accepted or held here, not yet written
 	inflight map[dayKey]*dayCount // being written by Sync
+	// held indexes the held days of the three maps above by warm-up
+	// and destination, so that a decision looks at a few days, not at
+	// every count. A held mark is never cleared, so it only grows.
+	held map[destKey]map[int64]bool
 }
+
+type destKey struct{ warmup, dest string }
 
 type dayKey struct {
 	warmup, dest string
@@ -71,16 +77,43 @@ func (w *Warmups) count(m map[dayKey]*dayCount, k dayKey) int {
 }
 
 // heldDays counts the days before day on which dest held warm-up back.
+// w.mu must be held.
 func (w *Warmups) heldDays(warmup, dest string, day int64) int {
-	days := map[int64]bool{}
-	for _, m := range []map[dayKey]*dayCount{w.totals, w.pending, w.inflight} {
-		for k, c := range m {
-			if c.held && k.warmup == warmup && k.dest == dest && k.day < day {
-				days[k.day] = true
-			}
+	n := 0
+	for d := range w.held[destKey{warmup, dest}] {
+		if d < day {
+			n++
 		}
 	}
-	return len(days)
+	return n
+}
+
+// merge adds c to k's count in m, and indexes a held day. w.mu must be
+// held.
+func (w *Warmups) merge(m map[dayKey]*dayCount, k dayKey, c dayCount) {
+	t := m[k]
+	if t == nil {
+		t = &dayCount{}
+		m[k] = t
+	}
+	t.sent += c.sent
+	t.held = t.held || c.held
+	if c.held {
+		w.indexHeld(k)
+	}
+}
+
+// indexHeld notes that k's destination held its warm-up back on k's day.
+// w.mu must be held.
+func (w *Warmups) indexHeld(k dayKey) {
+	if w.held == nil {
+		w.held = map[destKey]map[int64]bool{}
+	}
+	dk := destKey{k.warmup, k.dest}
+	if w.held[dk] == nil {
+		w.held[dk] = map[int64]bool{}
+	}
+	w.held[dk][k.day] = true
 }
 
 // Admit decides on one recipient of mail under warm-up wu for
@@ -127,13 +160,7 @@ func (w *Warmups) add(k dayKey, n int, held bool) {
 	if w.pending == nil {
 		w.pending = map[dayKey]*dayCount{}
 	}
-	c := w.pending[k]
-	if c == nil {
-		c = &dayCount{}
-		w.pending[k] = c
-	}
-	c.sent += n
-	c.held = c.held || held
+	w.merge(w.pending, k, dayCount{sent: n, held: held})
 }
 
 // Held records that dest deferred or refused mail of scope at t: every
@@ -196,13 +223,7 @@ func (w *Warmups) Sync(ctx context.Context) error {
 			w.totals = map[dayKey]*dayCount{}
 		}
 		for k, c := range w.inflight {
-			t := w.totals[k]
-			if t == nil {
-				t = &dayCount{}
-				w.totals[k] = t
-			}
-			t.sent += c.sent
-			t.held = t.held || c.held
+			w.merge(w.totals, k, *c)
 		}
 		w.inflight = nil
 		return fmt.Errorf("warm-up counts: reading: %w", err)
@@ -217,17 +238,16 @@ func (w *Warmups) Sync(ctx context.Context) error {
 		}
 		for k, c := range w.inflight {
 			if k.day < todayOf(cfg, k.warmup, now) {
-				t := totals[k]
-				if t == nil {
-					t = &dayCount{}
-					totals[k] = t
-				}
-				t.sent += c.sent
-				t.held = t.held || c.held
+				w.merge(totals, k, *c)
 			}
 		}
 	} else {
 		w.fullHour, w.fullCfg = now.Truncate(time.Hour), cfg
+	}
+	for k, c := range totals {
+		if c.held {
+			w.indexHeld(k) // another relay's mark
+		}
 	}
 	w.totals, w.inflight = totals, nil
 	return nil
@@ -236,11 +256,9 @@ func (w *Warmups) Sync(ctx context.Context) error {
 // todayOf is the unix second of the current day's midnight of warm-up
 // name, or 0 when it is no longer configured.
 func todayOf(cfg *conf.Config, name string, now time.Time) int64 {
-	for i := range cfg.Warmups {
-		if cfg.Warmups[i].Name == name {
-			day, _ := cfg.Warmups[i].DayOf(now)
-			return day.Unix()
-		}
+	if wu := cfg.Warmup(name); wu != nil {
+		day, _ := wu.DayOf(now)
+		return day.Unix()
 	}
 	return 0
 }

@@ -98,24 +98,33 @@ func (c *cli) scopeChange(verb string, args []string) int {
 
 // scopeStatus is what `scope status` prints.
 type scopeStatus struct {
-	At       time.Time          `json:"at"`
-	Scopes   []scopeJSON        `json:"scopes"`
-	Warmups  []policyd.Progress `json:"-"`
-	WarmupsJ []warmupJSON       `json:"warmups"`
+	At      time.Time    `json:"at"`
+	Scopes  []scopeJSON  `json:"scopes"`
+	Warmups []warmupJSON `json:"warmups"`
 }
 
 type scopeJSON struct {
-	Name       string           `json:"name"`
-	Configured bool             `json:"configured"`
-	State      string           `json:"state"` // "sending" or "paused"
-	Pause      *pauseJSON       `json:"pause,omitempty"`
-	Windows    []windowJSON     `json:"windows"`
-	Streams    []streamJSON     `json:"streams"`
-	Judged     *windowJSON      `json:"judged,omitempty"`
-	Thresholds *conf.Thresholds `json:"-"`
-	Limits     map[string]any   `json:"thresholds,omitempty"`
-	Problems   []problemJSON    `json:"sender_problems"`
-	Breach     *health.Breach   `json:"breach,omitempty"`
+	Name       string          `json:"name"`
+	Configured bool            `json:"configured"`
+	State      string          `json:"state"` // "sending" or "paused"
+	Pause      *pauseJSON      `json:"pause,omitempty"`
+	Windows    []windowJSON    `json:"windows"`
+	Streams    []streamJSON    `json:"streams"`
+	Judged     *windowJSON     `json:"judged,omitempty"`
+	Thresholds *thresholdsJSON `json:"thresholds,omitempty"`
+	Problems   []problemJSON   `json:"sender_problems"`
+	Breach     *health.Breach  `json:"breach,omitempty"`
+}
+
+type thresholdsJSON struct {
+	Window             string  `json:"window"`
+	MinSent            int     `json:"min_sent"`
+	ComplaintPercent   float64 `json:"complaint_percent"`
+	HardBouncePercent  float64 `json:"hard_bounce_percent"`
+	UnknownUserPercent float64 `json:"unknown_user_percent"`
+	DeferralPercent    float64 `json:"deferral_percent"`
+	SenderProblems     int     `json:"sender_problems"`
+	PauseTransactional bool    `json:"pause_transactional"`
 }
 
 type pauseJSON struct {
@@ -198,7 +207,7 @@ func (c *cli) scopeStatus(args []string) int {
 	if err := w.Sync(s.ctx); err != nil {
 		return c.errorf(exitFailure, "scope status", "%v", err)
 	}
-	st := scopeStatus{At: at.UTC(), Warmups: w.Progress(at)}
+	st := scopeStatus{At: at.UTC(), Warmups: []warmupJSON{}}
 	for _, sc := range scopes {
 		j := scopeJSON{Name: sc.Name, Configured: sc.Configured, State: "sending", Breach: sc.Breach, Streams: []streamJSON{}, Problems: []problemJSON{}}
 		if p := sc.Pause; p != nil {
@@ -219,25 +228,22 @@ func (c *cli) scopeStatus(args []string) int {
 			jw := windowOf(sc.Judged)
 			j.Judged = &jw
 			t := cs.Vetting
-			j.Thresholds = &t
-			j.Limits = map[string]any{"window": health.FormatWindow(t.Window.D()), "min_sent": t.MinSent,
-				"complaint_percent": t.ComplaintPercent, "hard_bounce_percent": t.HardBouncePercent,
-				"unknown_user_percent": t.UnknownUserPercent, "deferral_percent": t.DeferralPercent,
-				"sender_problems": t.SenderProblems, "pause_transactional": t.PauseTransactional}
+			j.Thresholds = &thresholdsJSON{Window: health.FormatWindow(t.Window.D()), MinSent: t.MinSent,
+				ComplaintPercent: t.ComplaintPercent, HardBouncePercent: t.HardBouncePercent,
+				UnknownUserPercent: t.UnknownUserPercent, DeferralPercent: t.DeferralPercent,
+				SenderProblems: t.SenderProblems, PauseTransactional: t.PauseTransactional}
 		}
 		for _, p := range sc.Problems {
 			j.Problems = append(j.Problems, problemJSON{Destination: p.Domain, Count: p.Count, Last: p.Last.UTC(), Example: p.Example})
 		}
 		st.Scopes = append(st.Scopes, j)
 	}
-	st.WarmupsJ = []warmupJSON{}
-	for _, p := range st.Warmups {
-		wu := findWarmup(s.cfg, p.Warmup)
+	for _, p := range w.Progress(at) {
 		j := warmupJSON{Warmup: p.Warmup, Destination: p.Destination, Day: p.Day + 1, HeldDays: p.Skipped, Cap: p.Cap, SentToday: p.Sent}
-		if wu != nil {
+		if wu := s.cfg.Warmup(p.Warmup); wu != nil {
 			j.NextDay = wu.NextDay(at).UTC()
 		}
-		st.WarmupsJ = append(st.WarmupsJ, j)
+		st.Warmups = append(st.Warmups, j)
 	}
 	if *format == "json" {
 		enc := json.NewEncoder(c.stdout)
@@ -251,15 +257,6 @@ func (c *cli) scopeStatus(args []string) int {
 		return c.errorf(exitFailure, "scope status", "%v", err)
 	}
 	return exitOK
-}
-
-func findWarmup(cfg *conf.Config, name string) *conf.Warmup {
-	for i := range cfg.Warmups {
-		if cfg.Warmups[i].Name == name {
-			return &cfg.Warmups[i]
-		}
-	}
-	return nil
 }
 
 func (st *scopeStatus) writeTable(out io.Writer) error {
@@ -292,7 +289,7 @@ func (st *scopeStatus) writeTable(out io.Writer) error {
 			t := sc.Thresholds
 			row("judged "+sc.Judged.Window, "(all)", *sc.Judged)
 			fmt.Fprintf(tw, "  thresholds over %s, from %d copies: complaint %s%%, hard bounce %s%%, unknown user %s%%, deferral %s%% (0: not judged), sender problems per destination %d\n",
-				health.FormatWindow(t.Window.D()), t.MinSent, health.FormatPercent(t.ComplaintPercent), health.FormatPercent(t.HardBouncePercent),
+				t.Window, t.MinSent, health.FormatPercent(t.ComplaintPercent), health.FormatPercent(t.HardBouncePercent),
 				health.FormatPercent(t.UnknownUserPercent), health.FormatPercent(t.DeferralPercent), t.SenderProblems)
 		}
 		if sc.Breach != nil {
@@ -302,10 +299,10 @@ func (st *scopeStatus) writeTable(out io.Writer) error {
 			fmt.Fprintf(tw, "  sender problems at %s: %d, last %s: %s\n", p.Destination, p.Count, p.Last.Format(time.RFC3339), p.Example)
 		}
 	}
-	if len(st.WarmupsJ) > 0 {
+	if len(st.Warmups) > 0 {
 		fmt.Fprintln(tw)
 		fmt.Fprintln(tw, "warm-up\tdestination\tday\theld days\tcap today\tsent today\tnext day")
-		for _, w := range st.WarmupsJ {
+		for _, w := range st.Warmups {
 			capText := fmt.Sprint(w.Cap)
 			if w.Cap == 0 {
 				capText = "done"

@@ -241,7 +241,6 @@ func streams(scope string, totals map[time.Duration][]store.DayCount, now time.T
 	idx := map[string]int{}
 	var out []Stream
 	for wi, w := range Windows {
-		since, until := Bounds(now, w)
 		for _, c := range totals[w] {
 			if c.Scope != scope {
 				continue
@@ -257,7 +256,6 @@ func streams(scope string, totals map[time.Duration][]store.DayCount, now time.T
 				}
 				out = append(out, st)
 			}
-			out[i].Windows[wi].Since, out[i].Windows[wi].Until = since, until
 			out[i].Windows[wi].add(c)
 		}
 	}
