@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,6 +44,60 @@ func TestSendLookupsUseIndexes(t *testing.T) {
 		p := strings.Join(plan, "; ")
 		if !strings.Contains(p, "USING COVERING INDEX "+c.index) && !strings.Contains(p, "USING INDEX "+c.index) {
 			t.Errorf("%s\nplan: %s\nwant it to use %s", c.sql, p, c.index)
+		}
+	}
+}
+
+// The suppression lookup, run per RCPT, is four searches of the primary
+// key and builds no temporary B-tree: neither for an IN list nor for an
+// ORDER BY (see lookupSQL for what one cost).
+func TestLookupUsesThePrimaryKeyOnly(t *testing.T) {
+	d, err := Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	args := []any{1, 2, "a@example.com", "*@example.com", 3, 4}
+	rows, err := d.r.Query("EXPLAIN QUERY PLAN "+lookupSQL, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	rows.Close()
+	p := strings.Join(plan, "; ")
+	if n := strings.Count(p, "SEARCH suppressions USING PRIMARY KEY (scope_id=? AND address=?)"); n != 4 {
+		t.Errorf("plan: %s\nwant four searches of the primary key by scope and address, found %d", p, n)
+	}
+	if strings.Contains(p, "TEMP B-TREE") {
+		t.Errorf("plan: %s\nwant no temporary B-tree", p)
+	}
+	// The query plan does not show the ephemeral table of an IN list;
+	// the program does.
+	rows, err = d.r.Query("EXPLAIN "+lookupSQL, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		if op := fmt.Sprint(vals[1]); op == "OpenEphemeral" || op == "SorterOpen" {
+			t.Errorf("the lookup's program opens a temporary table (%s at address %v)", op, vals[0])
 		}
 	}
 }

@@ -30,6 +30,7 @@ func Run(t *testing.T, open Opener) {
 		{"EventKeyIsIdempotent", testEventKey},
 		{"SuppressAndLookup", testSuppressLookup},
 		{"ScopesAreIsolated", testScopes},
+		{"LookupPrefersTheClosestEntry", testLookupPreference},
 		{"Streams", testStreams},
 		{"PermanentIsNeverWeakened", testPermanent},
 		{"LapseAndRelist", testRelist},
@@ -283,6 +284,51 @@ func testSuppressLookup(t *testing.T, s store.Store) {
 	// Events for an address include the domain-wide ones.
 	if n := countEvents(t, s, store.EventFilter{Address: "x@spamtrap.example"}); n != 1 {
 		t.Errorf("events for x@spamtrap.example: %d", n)
+	}
+}
+
+// testLookupPreference lists one address four ways and a domain two ways,
+// and checks which entry each lookup reports: the exact address before
+// its domain, the scope's own entry before the all-scopes one, the
+// stream's own entry before the whole scope's; a lapsed entry is not
+// reported, and a closer one that lapsed leaves the next one in force.
+func testLookupPreference(t *testing.T, s store.Store) {
+	list := func(scope, stream, address string, reason store.Reason, ttl time.Duration) {
+		t.Helper()
+		get(s.Record(ctx, store.Event{At: t0, Type: store.Suppressed, Scope: scope, Stream: stream, Address: address, Source: "cli"},
+			store.Change{Op: store.Suppress, Scope: scope, Stream: stream, Address: address, Reason: reason, TTL: ttl}))(t)
+	}
+	list(store.AllScopes, "", "*@example.org", store.Manual, 0)
+	list("acme", "", "*@example.org", store.Manual, 0)
+	list(store.AllScopes, "", "ann@example.org", store.Manual, 0)
+	list("acme", "", "ann@example.org", store.HardBounce, 0)
+	list("acme", "news", "ann@example.org", store.Unsubscribe, 0)
+	list("acme", "offers", "ann@example.org", store.Unsubscribe, time.Hour)
+	get(s.ID(ctx, store.ScopeName, "globex"))(t)
+	get(s.ID(ctx, store.StreamName, "receipts"))(t)
+	for _, c := range []struct {
+		scope, stream, address string
+		at                     time.Time
+		wantScope, wantStream  string
+		wantAddress            string
+	}{
+		{"acme", "news", "ann@example.org", t0, "acme", "news", "ann@example.org"},
+		{"acme", "receipts", "ann@example.org", t0, "acme", "", "ann@example.org"},
+		{"acme", "", "ann@example.org", t0, "acme", "", "ann@example.org"},
+		{"acme", "offers", "ann@example.org", t0, "acme", "offers", "ann@example.org"},
+		{"acme", "offers", "ann@example.org", t0.Add(2 * time.Hour), "acme", "", "ann@example.org"},
+		{"globex", "news", "ann@example.org", t0, store.AllScopes, "", "ann@example.org"},
+		{"acme", "news", "bob@example.org", t0, "acme", "", "*@example.org"},
+		{"globex", "", "bob@example.org", t0, store.AllScopes, "", "*@example.org"},
+	} {
+		e, ok := lookup(t, s, c.scope, c.stream, c.address, c.at)
+		if !ok || e.Scope != c.wantScope || e.Stream != c.wantStream || e.Address != c.wantAddress {
+			t.Errorf("Lookup(%s, %q, %s, %s) = %s/%q/%s (found %v), want %s/%q/%s", c.scope, c.stream, c.address, c.at.Format(time.TimeOnly),
+				e.Scope, e.Stream, e.Address, ok, c.wantScope, c.wantStream, c.wantAddress)
+		}
+	}
+	if e, ok := lookup(t, s, "acme", "news", "cy@example.com", t0); ok {
+		t.Errorf("cy@example.com: found %+v", e)
 	}
 }
 
