@@ -40,6 +40,9 @@ func findReason(r *Record, x recordCtx) string {
 	if pr := providerCodeReason(r.Diagnostic); pr != "" {
 		return pr // the provider's own code names the cause
 	}
+	if x.diag.has(ruleIndex("userunknown")) && unnamedUnknown(r.Diagnostic) {
+		return "filtered"
+	}
 	switch r.ReplyCode {
 	case "521", "556":
 		// RFC 7504: the host or the domain does not accept mail.
@@ -103,6 +106,28 @@ func findReason(r *Record, x recordCtx) string {
 		return "onhold"
 	}
 	return "undefined"
+}
+
+// unnamedUnknown reports whether a diagnostic is a reply that says "User
+// unknown" of an empty address: "550 : User unknown", "550: : User
+// unknown". Where a server names the refused address it writes "550
+// <rcpt>: User unknown"; au (KDDI, ezweb.ne.jp) answers with the address
+// left out when the recipient's own reception filter refused the sender,
+// whose mailbox exists.
+func unnamedUnknown(diag string) bool {
+	for rest := diag; ; {
+		i := indexFold(rest, ": user unknown")
+		if i < 0 {
+			return false
+		}
+		before := strings.TrimRight(rest[:i], " ")
+		before = strings.TrimRight(strings.TrimSuffix(before, ":"), " ")
+		if n := len(before); n >= 3 && before[n-3] == '5' && isDigit(before[n-2]) && isDigit(before[n-1]) &&
+			(n == 3 || !isDigit(before[n-4]) && before[n-4] != '.') {
+			return true
+		}
+		rest = rest[i+len(": user unknown"):]
+	}
 }
 
 // mailerReasons are the reasons a local delivery program's words may

@@ -56,6 +56,15 @@ func TestReasonRules(t *testing.T) {
 		// A server that cannot load its own data fails on its side.
 		{"could not load", "4.0.0", "host mx.example.net said: 451 Could not load the routing table for domain example.net (in reply to RCPT TO command)",
 			"systemerror", false},
+		// au (KDDI) refuses a sender the recipient's reception filter
+		// does not allow with "User unknown" of an empty address; the
+		// mailbox exists.
+		{"unknown of no address", "5.0.0", "host mx.phone.example said: 550 : User unknown (in reply to end of DATA command)",
+			"filtered", false},
+		{"unknown of no address relayed", "5.1.351", "550 5.1.351 Remote server returned unknown recipient or mailbox unavailable -> 550 : User unknown",
+			"filtered", false},
+		{"unknown of a named address", "5.1.1", "550 5.1.1 <nobody@example.net>: User unknown",
+			"userunknown", true},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
