@@ -107,7 +107,7 @@ var textRules = []textRule{
 		"too many messages", "has too many messages", "not enough disk|storage? space in|for the|this? mailbox|account|user",
 		"insufficient mailbox|account|user space|storage", "mailbox size", "full mailbox", "would exceed mailbox|quota",
 		"exceed|exceeds|exceeded its|their|his|her|the mailbox|quota|storage|space",
-		"postfach ist? voll", "boîte aux? lettres? pleine", "casella piena", "buzón lleno"),
+		"postfach ist? voll", "boîte aux? lettres? pleine", "casella piena", "buzón|buzon|casilla|mailbox lleno|llena"),
 	rule("systemfull", "system storage|disk? full", "insufficient system storage", "disk|filesystem|spool|partition is? full",
 		"file system is? full", "out of disk|storage? space", "no space left", "insufficient disk|storage? space", "not enough disk|system? space|storage", "mail system full"),
 	rule("suspend",

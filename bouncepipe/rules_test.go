@@ -65,6 +65,9 @@ func TestReasonRules(t *testing.T) {
 			"filtered", false},
 		{"unknown of a named address", "5.1.1", "550 5.1.1 <nobody@example.net>: User unknown",
 			"userunknown", true},
+		// "Unknown or full" in Spanish is no reason to suppress.
+		{"spanish unknown or full", "", "550 <ana@example.es>: Destinatario desconocido o buzon lleno (in reply to RCPT TO command)",
+			"mailboxfull", false},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
