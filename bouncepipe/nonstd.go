@@ -393,7 +393,41 @@ func segments(v *view, ms []mention, rcpts []string) map[string][]lineRange {
 	if cur != "" {
 		out[cur] = append(out[cur], lineRange{start, v.lines()})
 	}
+	for a, rs := range out {
+		for i, r := range rs {
+			for l := r.from + 1; l < r.to; l++ {
+				if isMailerHostLine(v.line(l)) {
+					rs[i].to = l
+					break
+				}
+			}
+		}
+		out[a] = rs
+	}
 	return out
+}
+
+// isMailerHostLine reports whether a line is Sendmail's status of a
+// host rather than of a recipient: "550 example.org (smtp)... 550 Host
+// unknown", "421 mx.example.org (smtp)... Deferred: ...". Sendmail
+// writes it before the recipient lines it led to, so it ends the lines
+// about the recipient above it.
+func isMailerHostLine(line string) bool {
+	t := strings.TrimLeft(line, " \t")
+	if len(t) < 12 || !isDigit(t[0]) || !isDigit(t[1]) || !isDigit(t[2]) || t[3] != ' ' {
+		return false
+	}
+	t = t[4:]
+	sp := strings.IndexByte(t, ' ')
+	if sp <= 0 || strings.ContainsAny(t[:sp], "@<>") {
+		return false
+	}
+	t = t[sp+1:]
+	if len(t) < 2 || t[0] != '(' {
+		return false
+	}
+	end := strings.IndexByte(t, ')')
+	return end > 1 && !strings.ContainsAny(t[1:end], " @") && strings.HasPrefix(t[end+1:], "...")
 }
 
 // segmentText makes one line of a recipient's report lines, without lines

@@ -321,3 +321,27 @@ func TestAlternatives(t *testing.T) {
 		}
 	}
 }
+
+// TestSendmailHostLines: Sendmail writes a host's status ("550
+// mx.example.org (smtp)... 550 Host unknown") before the recipient lines
+// it led to; it is not part of the recipient line above it.
+func TestSendmailHostLines(t *testing.T) {
+	msg := "From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.com>\n" +
+		"To: news@example.com\n" +
+		"Subject: Returned mail: Host unknown\n\n" +
+		"   ----- Transcript of session follows -----\n" +
+		"421 mx.example.net (smtp)... Deferred: Connection reset by peer\n" +
+		"554 <ann@example.net>... Remote protocol error: Connection reset by peer\n" +
+		"550 nowhere.example (smtp)... 550 Host unknown\n" +
+		"554 <bob@nowhere.example>... 550 Host unknown (Authoritative answer from name server)\n\n" +
+		"   ----- Unsent message follows -----\n" +
+		"From: news@example.com\nTo: ann@example.net\nSubject: hello\n\nhello\n"
+	rep := parseString(t, msg, Options{})
+	got := map[string]string{}
+	for _, r := range rep.Records {
+		got[r.Recipient] = r.Reason + " " + r.Category()
+	}
+	if got["ann@example.net"] != "networkerror soft" || got["bob@nowhere.example"] != "hostunknown hard" {
+		t.Errorf("records = %v", got)
+	}
+}
