@@ -51,6 +51,13 @@ func findReason(r *Record, x recordCtx) string {
 		}
 	}
 	byStatus := statusReason(r.Status)
+	if strings.HasSuffix(r.Status, ".4.1") && len(r.ReplyCode) == 3 {
+		// X.4.1 is "No answer from host" (RFC 3463 §3.5); a host that
+		// answered with a reply code ("541 5.4.1 Mail rejected",
+		// Exchange Online's "550 5.4.1 Recipient address rejected")
+		// gave another reason, which its words must tell.
+		byStatus = ""
+	}
 	precise := byStatus != "" && !isGenericStatus(r.Status)
 	// RFC 3463 §3: detail 0 is "other or undefined" within its subject;
 	// such a code gives way to words naming a reason anywhere in the

@@ -68,6 +68,12 @@ func TestReasonRules(t *testing.T) {
 		// "Unknown or full" in Spanish is no reason to suppress.
 		{"spanish unknown or full", "", "550 <ana@example.es>: Destinatario desconocido o buzon lleno (in reply to RCPT TO command)",
 			"mailboxfull", false},
+		// X.4.1 is "no answer from host": a host that answered with a
+		// reply did not time out.
+		{"x.4.1 answered", "5.4.1", "host mx.example.org said: 541 5.4.1 Mail refused by the destination (in reply to RCPT TO command)",
+			"onhold", false},
+		{"x.4.1 no answer", "4.4.1", "connect to mx.example.org[192.0.2.4]:25: Connection timed out",
+			"expired", false},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
