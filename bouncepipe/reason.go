@@ -82,6 +82,9 @@ func findReason(r *Record, x recordCtx) string {
 	}
 	for i, tr := range textRules {
 		if tr.weak && x.diag.has(i) {
+			if tr.reason == "userunknown" && !addressStatus(r.Status) && restrictionText(r.Diagnostic) {
+				return "onhold"
+			}
 			return refine(tr.reason, r, x)
 		}
 	}
@@ -135,6 +138,35 @@ func unnamedUnknown(diag string) bool {
 		}
 		rest = rest[i+len(": user unknown"):]
 	}
+}
+
+// restrictionText reports whether a Postfix "Recipient address rejected:"
+// goes on with words of its own: the text an access(5) table or a policy
+// service gave the refusal ("Recipient address rejected: Please use the
+// right MX"). None of the rules read them, so they name no known reason,
+// and the prefix alone does not say the address is unknown.
+func restrictionText(diag string) bool {
+	const prefix = "address rejected:"
+	i := indexFold(diag, prefix)
+	if i < 0 {
+		return false
+	}
+	rest := strings.TrimLeft(diag[i+len(prefix):], " ")
+	if j := strings.IndexAny(rest, ".([;"); j >= 0 {
+		rest = rest[:j]
+	}
+	for _, w := range strings.Fields(rest) {
+		letters := 0
+		for k := 0; k < len(w); k++ {
+			if isLetter(w[k]) {
+				letters++
+			}
+		}
+		if letters >= 2 && letters == len(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // mailerReasons are the reasons a local delivery program's words may

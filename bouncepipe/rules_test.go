@@ -74,6 +74,14 @@ func TestReasonRules(t *testing.T) {
 			"onhold", false},
 		{"x.4.1 no answer", "4.4.1", "connect to mx.example.org[192.0.2.4]:25: Connection timed out",
 			"expired", false},
+		// Postfix's "Recipient address rejected:" followed by an access
+		// table's own words says no more than that the address was
+		// refused; on its own, as the reply to RCPT TO, it still reads
+		// as the address being unknown.
+		{"restriction text", "5.0.0", "host mx.example.org said: 550 5.0.0 <a@example.org>: Recipient address rejected: Please use our other gateway (in reply to RCPT TO command)",
+			"onhold", false},
+		{"bare recipient rejected", "5.0.0", "host mx.example.org said: 550 <a@example.org>: Recipient address rejected. (in reply to RCPT TO command)",
+			"userunknown", true},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
