@@ -1,5 +1,7 @@
 package bouncepipe
 
+import "strings"
+
 // Reply codes of providers' own. Some large providers end every refusal
 // with a code of their own that names the cause more precisely than the
 // words around it ("Mail rejete. Mail rejected. OFR_506 [506]"); they
@@ -39,9 +41,50 @@ var orangeCodes = map[string]string{
 // orangePrefixes are the tags those codes start with.
 var orangePrefixes = []string{"lpnaaa", "lpn", "ofr", "ouk"}
 
+// coxCodes are the codes Cox (cox.net) ends its refusals with, after
+// "AUP#", as its email error code page lists them: "550 5.1.0 <a@b>
+// sender rejected ... AUP#CDRBL". The words of the reply often name
+// another cause than the code (a "sender rejected" for a blocked IP).
+var coxCodes = map[string]string{
+	"CXBL":   "blocked",       // sending IP blocked for spam-like traffic
+	"CDRBL":  "blocked",       // sending IP blocked for a while, same cause
+	"CXTHRT": "securityerror", // sending limited: suspicious account activity
+	"CXMJ":   "securityerror", // sending blocked: suspicious account activity
+	"CXSNDR": "rejected",      // a problem with the sender's domain
+	"CXSMTP": "rejected",      // the sender could not be verified as legitimate
+	"CXCNCT": "toomanyconn",   // too many concurrent connections per IP
+	"CXMXRT": "toomanyconn",   // too many recipients or messages sent
+}
+
+// coxCodeReason returns the reason of a Cox "AUP#" code in a reply, or
+// "": the codes above, IPBL... (the sending IP is on DNS blocklists) and
+// URLBL... (a URL in the message is).
+func coxCodeReason(diag string) string {
+	i := strings.Index(diag, "AUP#")
+	if i < 0 {
+		return ""
+	}
+	code := diag[i+4:]
+	n := 0
+	for n < len(code) && (isDigit(code[n]) || code[n] >= 'A' && code[n] <= 'Z') {
+		n++
+	}
+	code = code[:n]
+	switch {
+	case strings.HasPrefix(code, "IPBL") && len(code) > 4:
+		return "blocked"
+	case strings.HasPrefix(code, "URLBL") && len(code) > 5:
+		return "spamdetected"
+	}
+	return coxCodes[code]
+}
+
 // providerCodeReason returns the reason a provider's own code in a reply
 // names, or "".
 func providerCodeReason(diag string) string {
+	if r := coxCodeReason(diag); r != "" {
+		return r
+	}
 	for i := 0; i < len(diag); i++ {
 		c := lowerByte[diag[i]]
 		if c != 'l' && c != 'o' || i > 0 && (isLetter(diag[i-1]) || isDigit(diag[i-1]) || diag[i-1] == '_') {

@@ -82,6 +82,13 @@ func TestReasonRules(t *testing.T) {
 			"onhold", false},
 		{"bare recipient rejected", "5.0.0", "host mx.example.org said: 550 <a@example.org>: Recipient address rejected. (in reply to RCPT TO command)",
 			"userunknown", true},
+		// Cox ends its refusals with a code of its own after "AUP#".
+		{"cox blocked ip code", "5.1.0", "550 5.1.0 <news@example.org> sender rejected. Refer to the error codes page. AUP#CDRBL",
+			"blocked", false},
+		{"cox url blocklist code", "5.7.1", "554 5.7.1 message rejected, see the error codes page AUP#URLBL1001",
+			"spamdetected", false},
+		{"cox unknown code", "5.1.0", "550 5.1.0 <news@example.org> sender rejected AUP#ZZZZ",
+			"", false},
 		{"not a code", "5.0.0", "550 5.0.0 message from OFR_5061 refused: user unknown",
 			"", false},
 	} {
