@@ -199,7 +199,7 @@ func (c *cli) scopeStatus(args []string) int {
 	}
 	defer s.close()
 	at := now()
-	scopes, err := health.Compute(s.ctx, s.store, s.cfg, at)
+	scopes, err := health.Compute(s.ctx, s.store, s.cfg, at, nil)
 	if err != nil {
 		return c.errorf(exitFailure, "scope status", "%v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -198,7 +199,7 @@ name = "idle"
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Compute(context.Background(), st, cfg, now)
+	got, err := Compute(context.Background(), st, cfg, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,5 +296,72 @@ name = "idle"
 	cfg.Vetting.Enabled = true
 	if h, err = v.Check(context.Background()); err != nil || h[0].Pause == nil || h[0].Pause.Cause.Reason != "complaint-rate" {
 		t.Errorf("vetting enabled again: %+v, %v", h[0].Pause, err)
+	}
+}
+
+// countingStore counts SendTotals calls by window length.
+type countingStore struct {
+	store.Store
+	reads map[time.Duration]int
+}
+
+func (c *countingStore) SendTotals(ctx context.Context, since, until time.Time) ([]store.DayCount, error) {
+	c.reads[until.Sub(since)]++
+	return c.Store.SendTotals(ctx, since, until)
+}
+
+// The vetter reads the window a scope is judged on at every check, and
+// the windows shown only for status and metrics again once they have
+// moved by a thousandth of their length; figures read earlier keep the
+// bounds they were read for.
+func TestVetterCachesWindowsNotJudged(t *testing.T) {
+	st := &countingStore{Store: openStore(t), reads: map[time.Duration]int{}}
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	s := &scripted{t: t, st: st, now: t0}
+	s.send("acme", "news", 2*time.Hour, delivered)
+	cfg, err := conf.Parse([]byte("state_dir = \"/srv/senderkit\"\n[[scope]]\nname = \"acme\"\n"), "vet.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	v := &Vetter{Store: st, Config: func() *conf.Config { return cfg }, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
+	const h, d, w = time.Hour, 24 * time.Hour, 7 * 24 * time.Hour
+	check := func(at time.Time, want map[time.Duration]int) Scope {
+		t.Helper()
+		now = at
+		clear(st.reads)
+		got, err := v.Check(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(st.reads, want) {
+			t.Errorf("at %s: SendTotals reads by window %v, want %v", at.Format(time.TimeOnly), st.reads, want)
+		}
+		return got[0]
+	}
+	check(t0, map[time.Duration]int{h: 1, d: 1, w: 1})
+	// A copy sent after the first check: the day (judged) and the hour
+	// are read again and count it, the week is not, yet.
+	s.now = t0.Add(time.Minute)
+	s.send("acme", "news", 0, delivered)
+	a := check(t0.Add(time.Minute), map[time.Duration]int{h: 1, d: 1})
+	if a.Windows[1].Sent != 2 || a.Judged.Sent != 2 || a.Windows[2].Sent != 1 {
+		t.Errorf("after a minute: sent %d in the day (judged %d), %d in the week; want 2 (2), 1",
+			a.Windows[1].Sent, a.Judged.Sent, a.Windows[2].Sent)
+	}
+	if _, until := Bounds(t0, w); !a.Windows[2].Until.Equal(until) {
+		t.Errorf("the week read earlier ends at %v, want %v", a.Windows[2].Until, until)
+	}
+	a = check(t0.Add(11*time.Minute), map[time.Duration]int{h: 1, d: 1, w: 1})
+	if a.Windows[2].Sent != 2 {
+		t.Errorf("after 11 minutes: %d sent in the week, want 2", a.Windows[2].Sent)
+	}
+	// scope status computes without a cache: everything is read.
+	clear(st.reads)
+	if _, err := Compute(context.Background(), st, cfg, t0.Add(12*time.Minute), nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := (map[time.Duration]int{h: 1, d: 1, w: 1}); !maps.Equal(st.reads, want) {
+		t.Errorf("without a cache: reads %v, want %v", st.reads, want)
 	}
 }

@@ -22,8 +22,9 @@ type Vetter struct {
 	Log    *slog.Logger
 	Now    func() time.Time
 
-	mu   sync.Mutex
-	last []Scope // the latest health, for the metrics
+	cache Cache // the windows no scope is judged on, between checks
+	mu    sync.Mutex
+	last  []Scope // the latest health, for the metrics
 }
 
 // Latest returns the health the last check computed.
@@ -60,7 +61,7 @@ func (v *Vetter) Run(ctx context.Context) {
 func (v *Vetter) Check(ctx context.Context) ([]Scope, error) {
 	cfg := v.Config()
 	now := v.Now()
-	scopes, err := Compute(ctx, v.Store, cfg, now)
+	scopes, err := Compute(ctx, v.Store, cfg, now, &v.cache)
 	if err != nil {
 		return nil, err
 	}

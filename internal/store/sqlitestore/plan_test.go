@@ -26,6 +26,10 @@ func TestSendLookupsUseIndexes(t *testing.T) {
 		{addSendSQL[strings.Index(addSendSQL, "SELECT 1"):strings.LastIndex(addSendSQL, ")")], []any{1, 2, 3, 4, 5, 6, 7, "k", 9}, "sends_message_key"},
 		{sendsByQueueIDSQL, []any{"4ABC"}, "sends_queue_id"},
 		{sendsByKeySQL, []any{"k", 0}, "sends_message_key"},
+		// The health windows and reports: the copies of the period by
+		// time, then each copy's events by send id (see sendDaysSQL).
+		{fmt.Sprintf(sendDaysSQL, "''", "0"), []any{1, 2}, "sends_at"},
+		{fmt.Sprintf(sendDaysSQL, "''", "0"), []any{1, 2}, "events_send_id (send_id=?)"},
 	} {
 		rows, err := d.r.Query("EXPLAIN QUERY PLAN "+c.sql, c.args...)
 		if err != nil {

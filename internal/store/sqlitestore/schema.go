@@ -145,4 +145,9 @@ CREATE TABLE warmup_days (
 	PRIMARY KEY (warmup, destination, day, relay)
 ) WITHOUT ROWID;
 `,
+	// 7: sends by time, for the health windows and reports (a 1-hour
+	// window read the whole table without it).
+	`
+CREATE INDEX sends_at ON sends (at);
+`,
 }
