@@ -31,21 +31,7 @@ func TestSendLookupsUseIndexes(t *testing.T) {
 		{fmt.Sprintf(sendDaysSQL, "''", "0"), []any{1, 2}, "sends_at"},
 		{fmt.Sprintf(sendDaysSQL, "''", "0"), []any{1, 2}, "events_send_id (send_id=?)"},
 	} {
-		rows, err := d.r.Query("EXPLAIN QUERY PLAN "+c.sql, c.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.sql, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		p := strings.Join(plan, "; ")
+		p := queryPlan(t, d, c.sql, c.args...)
 		if !strings.Contains(p, "USING COVERING INDEX "+c.index) && !strings.Contains(p, "USING INDEX "+c.index) {
 			t.Errorf("%s\nplan: %s\nwant it to use %s", c.sql, p, c.index)
 		}
@@ -62,21 +48,7 @@ func TestLookupUsesThePrimaryKeyOnly(t *testing.T) {
 	}
 	defer d.Close()
 	args := []any{1, 2, "a@example.com", "*@example.com", 3, 4}
-	rows, err := d.r.Query("EXPLAIN QUERY PLAN "+lookupSQL, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	rows.Close()
-	p := strings.Join(plan, "; ")
+	p := queryPlan(t, d, lookupSQL, args...)
 	if n := strings.Count(p, "SEARCH suppressions USING PRIMARY KEY (scope_id=? AND address=?)"); n != 4 {
 		t.Errorf("plan: %s\nwant four searches of the primary key by scope and address, found %d", p, n)
 	}
@@ -85,7 +57,7 @@ func TestLookupUsesThePrimaryKeyOnly(t *testing.T) {
 	}
 	// The query plan does not show the ephemeral table of an IN list;
 	// the program does.
-	rows, err = d.r.Query("EXPLAIN "+lookupSQL, args...)
+	rows, err := d.r.Query("EXPLAIN "+lookupSQL, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,4 +76,25 @@ func TestLookupUsesThePrimaryKeyOnly(t *testing.T) {
 			t.Errorf("the lookup's program opens a temporary table (%s at address %v)", op, vals[0])
 		}
 	}
+}
+
+// queryPlan returns the details of EXPLAIN QUERY PLAN for query, joined
+// by "; ".
+func queryPlan(t *testing.T, d *DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := d.r.Query("EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return strings.Join(plan, "; ")
 }
