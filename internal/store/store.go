@@ -132,6 +132,22 @@ type Event struct {
 // Reason is why an address is suppressed.
 type Reason string
 
+// Literal returns t as an SQL string literal, and false when t is not
+// lower-case letters and hyphens only, as every event type is; such a t
+// must be passed as a parameter instead. A literal lets a backend use an
+// index of that one type (a parameter does not select a partial index).
+func (t EventType) Literal() (string, bool) {
+	if t == "" {
+		return "", false
+	}
+	for _, c := range t {
+		if (c < 'a' || c > 'z') && c != '-' {
+			return "", false
+		}
+	}
+	return "'" + string(t) + "'", true
+}
+
 // Suppression reasons.
 const (
 	HardBounce  Reason = "hard-bounce"

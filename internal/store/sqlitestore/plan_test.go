@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/senderkit/senderkit/internal/store"
 )
 
 // The send lookups on the milter's and the log follower's paths use
@@ -97,4 +100,24 @@ func queryPlan(t *testing.T, d *DB, query string, args ...any) string {
 		plan = append(plan, detail)
 	}
 	return strings.Join(plan, "; ")
+}
+
+// The health check's read of a week of resumes uses the partial index
+// of resumes, not every event of the week. The query is captured from
+// Events with the filter the health check passes.
+func TestResumesUseTheirIndex(t *testing.T) {
+	d, err := Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	q, args := eventsQuery(store.EventFilter{Types: []store.EventType{store.Resumed}, Since: time.Unix(1700000000, 0)})
+	if p := queryPlan(t, d, q, args...); !strings.Contains(p, "USING INDEX events_resumes") {
+		t.Errorf("%s\nplan: %s\nwant it to use events_resumes", q, p)
+	}
+	// Two types: parameters, and still a correct query.
+	q, args = eventsQuery(store.EventFilter{Types: []store.EventType{store.Resumed, store.Paused}})
+	if !strings.Contains(q, "e.type IN (?, ?)") || len(args) != 2 {
+		t.Errorf("two types: %s %v, want parameters", q, args)
+	}
 }

@@ -146,8 +146,12 @@ CREATE TABLE warmup_days (
 ) WITHOUT ROWID;
 `,
 	// 7: sends by time, for the health windows and reports (a 1-hour
-	// window read the whole table without it).
+	// window read the whole table without it), and the scopes' resumes,
+	// which the health check reads every minute: an index of that one
+	// rare type only (the writes of every other event do not pay for
+	// it), in the order Events lists them.
 	`
 CREATE INDEX sends_at ON sends (at);
+CREATE INDEX events_resumes ON events (id) WHERE type = 'scope-resumed';
 `,
 }
