@@ -413,7 +413,11 @@ func segments(v *view, ms []mention, rcpts []string) map[string][]lineRange {
 // writes it before the recipient lines it led to, so it ends the lines
 // about the recipient above it.
 func isMailerHostLine(line string) bool {
-	t := strings.TrimLeft(line, " \t")
+	i := 0
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	t := line[i:]
 	if len(t) < 12 || !isDigit(t[0]) || !isDigit(t[1]) || !isDigit(t[2]) || t[3] != ' ' {
 		return false
 	}

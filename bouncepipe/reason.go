@@ -40,7 +40,7 @@ func findReason(r *Record, x recordCtx) string {
 	if pr := providerCodeReason(r.Diagnostic); pr != "" {
 		return pr // the provider's own code names the cause
 	}
-	if x.diag.has(ruleIndex("userunknown")) && unnamedUnknown(r.Diagnostic) {
+	if x.diag.has(userunknownIndex) && unnamedUnknown(r.Diagnostic) {
 		return "filtered"
 	}
 	switch r.ReplyCode {
@@ -256,6 +256,9 @@ func localUnknown(diag string) bool {
 	i := indexFold(diag, "unknown user:")
 	return i >= 0 && (i == 0 || diag[i-1] == ' ' || diag[i-1] == ':')
 }
+
+// userunknownIndex is the index of the main userunknown rule.
+var userunknownIndex = ruleIndex("userunknown")
 
 // directoryIndex is the index of the directory wording rule.
 var directoryIndex = func() int {
