@@ -81,6 +81,13 @@ type Store struct {
 	// cut) or "normal" (faster; survives a crash of senderkit but not of
 	// the machine). Default "full".
 	Synchronous string `toml:"synchronous"`
+	// Mmap reads the SQLite file through a memory mapping (its first
+	// 2 GiB), which keeps suppression lookups fast where the kernel
+	// reclaims idle file pages (proactive reclaim, such as DAMON). A disk
+	// that fails a read of a mapped page then stops the process with
+	// SIGBUS rather than an I/O error: set false for a store on storage
+	// you do not trust, or a network file system. Default true.
+	Mmap bool `toml:"mmap"`
 
 	// The settings of a store shared by a fleet of relays (conf/store.go).
 	StoreShared
@@ -220,6 +227,7 @@ func Default() *Config {
 			Path:        "senderkit.db",
 			BusyTimeout: Duration(5 * time.Second),
 			Synchronous: "full",
+			Mmap:        true,
 			StoreShared: defaultStoreShared(),
 		},
 		Tokens: Tokens{KeyDir: "keys"},

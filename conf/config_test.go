@@ -16,6 +16,16 @@ func TestDefaultIsValid(t *testing.T) {
 	if c.File() != "" || c.StorePath() != "/var/lib/senderkit/senderkit.db" || c.KeyDir() != "/var/lib/senderkit/keys" {
 		t.Errorf("default paths: file %q store %q keys %q", c.File(), c.StorePath(), c.KeyDir())
 	}
+	if !c.Store.Mmap {
+		t.Error("store.mmap is off by default")
+	}
+	off, err := Parse([]byte("[store]\nmmap = false\n"), "nommap.toml")
+	if err != nil || off.Store.Mmap {
+		t.Errorf("store.mmap = false: %v, %v", off.Store.Mmap, err)
+	}
+	if on, err := Parse([]byte("[store]\npath = \"s.db\"\n"), "store.toml"); err != nil || !on.Store.Mmap {
+		t.Errorf("a [store] without mmap: mmap %v, %v", on.Store.Mmap, err)
+	}
 	sc := c.ScopeFor(Envelope{Client: netip.MustParseAddr("127.0.0.1")})
 	if sc == nil || sc.Name != "default" {
 		t.Fatalf("default scope for a local client: %+v", sc)

@@ -79,6 +79,7 @@ func openStore(ctx context.Context, c *conf.Config) (store.Store, error) {
 		BusyTimeout: c.Store.BusyTimeout.D(),
 		Synchronous: c.Store.Synchronous,
 		Relay:       c.RelayName(),
+		NoMmap:      !c.Store.Mmap,
 	})
 }
 

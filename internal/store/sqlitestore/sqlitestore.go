@@ -47,6 +47,9 @@ type Options struct {
 	// Relay is the name the sends, events and throttle state written
 	// through this handle carry (store.Store.Relay). Default "".
 	Relay string
+	// NoMmap reads the file with read(2) only, never memory-mapped (see
+	// driverName for what the mapping is for, and its price).
+	NoMmap bool
 }
 
 // DB is a store.Store on one SQLite file.
@@ -90,6 +93,10 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 		}
 	}
 	d := &DB{path: path, relay: o.Relay, timeout: o.BusyTimeout, log: o.Logger.With("store", path)}
+	driver := driverName
+	if o.NoMmap {
+		driver = driverNoMmap
+	}
 	d.names.init()
 
 	q := url.Values{}
@@ -106,7 +113,7 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 	// The journal-mode pragma may itself meet a lock on a brand-new file
 	// that another process is creating; retry it like any write.
 	err = d.retry(ctx, func() error {
-		w, err := sql.Open(driverName, "file:"+escapePath(path)+"?"+wq.Encode())
+		w, err := sql.Open(driver, "file:"+escapePath(path)+"?"+wq.Encode())
 		if err != nil {
 			return err
 		}
@@ -127,7 +134,7 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 		return nil, err
 	}
 	q.Set("_query_only", "true")
-	d.r, err = sql.Open(driverName, "file:"+escapePath(path)+"?"+q.Encode())
+	d.r, err = sql.Open(driver, "file:"+escapePath(path)+"?"+q.Encode())
 	if err != nil {
 		d.w.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s for reading: %w", path, err)
@@ -162,8 +169,12 @@ func Open(ctx context.Context, path string, o Options) (*DB, error) {
 // stay resident, and are shared by every connection and process that
 // opens the store. The price, as SQLite documents it: a disk that fails
 // a read of a mapped page kills the process with SIGBUS instead of
-// returning an I/O error.
-const driverName = "sqlite3_senderkit"
+// returning an I/O error. driverNoMmap (Options.NoMmap) reads with
+// read(2) only.
+const (
+	driverName   = "sqlite3_senderkit"
+	driverNoMmap = "sqlite3_senderkit_nommap"
+)
 
 // mmapSize is how much of the store each connection maps. SQLite clamps
 // it to its compiled-in maximum (2 GiB); the rest of a larger file is
@@ -171,12 +182,15 @@ const driverName = "sqlite3_senderkit"
 const mmapSize = 1 << 31
 
 func init() {
-	sql.Register(driverName, &sqlite3.SQLiteDriver{
-		ConnectHook: func(c *sqlite3.SQLiteConn) error {
-			_, err := c.Exec(fmt.Sprintf("PRAGMA cache_size = -65536; PRAGMA mmap_size = %d", int64(mmapSize)), nil)
-			return err
-		},
-	})
+	for name, mmap := range map[string]int64{driverName: mmapSize, driverNoMmap: 0} {
+		pragmas := fmt.Sprintf("PRAGMA cache_size = -65536; PRAGMA mmap_size = %d", mmap)
+		sql.Register(name, &sqlite3.SQLiteDriver{
+			ConnectHook: func(c *sqlite3.SQLiteConn) error {
+				_, err := c.Exec(pragmas, nil)
+				return err
+			},
+		})
+	}
 }
 
 func escapePath(p string) string {

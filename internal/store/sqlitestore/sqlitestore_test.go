@@ -34,6 +34,25 @@ func TestSuite(t *testing.T) {
 	})
 }
 
+// TestMmap: reads are memory-mapped unless NoMmap says not to; the suite
+// passes either way.
+func TestMmap(t *testing.T) {
+	for _, noMmap := range []bool{false, true} {
+		d := open(t, filepath.Join(t.TempDir(), "s.db"), Options{NoMmap: noMmap})
+		var n int64
+		if err := d.r.QueryRow("PRAGMA mmap_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		if (n > 0) == noMmap {
+			t.Errorf("NoMmap %v: mmap_size %d", noMmap, n)
+		}
+	}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, filepath.Join(t.TempDir(), "s.db"), Options{NoMmap: true})
+	})
+}
+
 // TestShared runs the suite's tests of several handles (relays, and
 // writers at once) on one file.
 func TestShared(t *testing.T) {
