@@ -66,12 +66,7 @@ type pipeWorld struct {
 
 func newPipeWorld(t *testing.T, extraConf string, forwardRelay string) *pipeWorld {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("end-to-end tests need root (CI=true)")
-		}
-		t.Skip("end-to-end tests need root")
-	}
+	postfixlab.NeedRoot(t, "the bounce pipe end-to-end test")
 	u, err := user.Lookup("nobody")
 	if err != nil {
 		t.Fatal(err)

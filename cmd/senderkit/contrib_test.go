@@ -48,12 +48,7 @@ func senderkitUser(t *testing.T) (uid, gid int) {
 // copy's bounce comes back through the pipe and suppresses its recipient,
 // and the policy server then refuses that recipient at RCPT.
 func TestInstallSnippets(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the snippet test needs root (CI=true)")
-		}
-		t.Skip("the snippet test needs root")
-	}
+	postfixlab.NeedRoot(t, "the snippet test")
 	bin := buildBinary(t)
 	base := t.TempDir()
 	postfixlab.DebianConfig(t, base, "mail.acme.example")

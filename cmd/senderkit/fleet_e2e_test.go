@@ -58,12 +58,7 @@ const fleetBounceDomain = "bounces.example.test"
 // handler answers RCPT at every relay's sink.
 func newFleet(t *testing.T, relays int, handler postfixlab.RcptHandler) *fleet {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("end-to-end tests need root (CI=true)")
-		}
-		t.Skip("end-to-end tests need root")
-	}
+	postfixlab.NeedRoot(t, "the fleet end-to-end test")
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
 		t.Fatal(err)

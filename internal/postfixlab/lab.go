@@ -70,9 +70,7 @@ type Lab struct {
 // Everything is stopped and removed when the test ends.
 func Start(t TB, opts Options) *Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		unavailable(t, "running a private Postfix needs root (euid %d)", os.Geteuid())
-	}
+	NeedRoot(t, "running a private Postfix")
 	EnsurePackages(t, Packages)
 	sweep(t)
 

@@ -50,6 +50,16 @@ func EnsurePackages(t TB, cmds map[string]string) {
 }
 
 // unavailable skips the test, or fails it when running in CI.
+// NeedRoot skips the test unless it runs as root, which what needs (an
+// end-to-end test: a private Postfix, pipe(8) users); with CI=true it
+// fails it instead.
+func NeedRoot(t TB, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		unavailable(t, "%s needs root (euid %d)", what, os.Geteuid())
+	}
+}
+
 func unavailable(t TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
