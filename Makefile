@@ -22,6 +22,7 @@ FUZZ_TARGETS := \
 	./bouncepipe:FuzzDSN \
 	./bouncepipe:FuzzARF \
 	./bouncepipe:FuzzNonStandard \
+	./bouncepipe:FuzzSplitMbox \
 	./policyd:FuzzReadRequest \
 	./internal/postfixlog:FuzzParse \
 	./milter:FuzzParseFrom \

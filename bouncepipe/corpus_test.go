@@ -2,6 +2,7 @@ package bouncepipe
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -135,6 +136,25 @@ type scored struct {
 // Human, an auto-reply, a delivery). A bounce we read where the labelling
 // parsers read nothing therefore counts as a miss in OVERALL; the
 // parser-labelled line leaves those records out.
+// parseSaved reads a saved file as `senderkit bouncepipe classify`
+// does: each message of a mailbox (SplitMbox). The records of a
+// mailbox's messages are returned together, in the first one's Report.
+func parseSaved(b []byte) (*Report, error) {
+	var rep *Report
+	for _, msg := range SplitMbox(b) {
+		r, err := Parse(bytes.NewReader(msg), Options{})
+		if err != nil {
+			return nil, err
+		}
+		if rep == nil {
+			rep = r
+		} else {
+			rep.Records = append(rep.Records, r.Records...)
+		}
+	}
+	return rep, nil
+}
+
 func scoreFile(labels []corpusLabel, rep *Report) []scored {
 	var out []scored
 	if len(labels) == 1 && !labels[0].Parsed {
@@ -259,7 +279,7 @@ func TestCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep, err := Parse(strings.NewReader(string(b)), Options{})
+		rep, err := parseSaved(b)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +25,11 @@ Postfix's master.cf runs it for the bounce domain:
 The message is read from standard input. The exit status is 0 when the
 message was handled (recorded, forwarded to the role address, or kept in
 quarantine) and 75 (EX_TEMPFAIL) when it should be tried again later: no
-status ever makes Postfix bounce a bounce.`
+status ever makes Postfix bounce a bounce.
+
+classify prints how each saved message would be read, one JSON line per
+recipient record, without touching the store. A FILE that is a saved
+mailbox (mbox) is read message by message.`
 
 // bouncepipeTimeout bounds one run; Postfix's pipe(8) has its own
 // (command_time_limit, default 1000s).
@@ -179,15 +185,35 @@ func (c *cli) classify(args []string) int {
 	return code
 }
 
+// classifyFile prints the records of every message in file name: one, or
+// each of a saved mailbox's (bouncepipe.SplitMbox). A file that is not a
+// mailbox is read as it streams, as the bounce pipe reads its input.
 func classifyFile(w io.Writer, name string, opt bouncepipe.Options, status func(bouncepipe.Candidate) string) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	rep, err := bouncepipe.Parse(f, opt)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	br := bufio.NewReader(f)
+	msgs := []io.Reader{br}
+	if start, _ := br.Peek(5); string(start) == "From " {
+		b, err := io.ReadAll(br)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		msgs = msgs[:0]
+		for _, m := range bouncepipe.SplitMbox(b) {
+			msgs = append(msgs, bytes.NewReader(m))
+		}
 	}
-	return bouncepipe.ClassifyJSON(w, name, rep, status)
+	for _, r := range msgs {
+		rep, err := bouncepipe.Parse(r, opt)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := bouncepipe.ClassifyJSON(w, name, rep, status); err != nil {
+			return err
+		}
+	}
+	return nil
 }

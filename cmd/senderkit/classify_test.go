@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -39,5 +41,37 @@ func TestClassify(t *testing.T) {
 	}
 	if r := runCfg(t, cfg, "", "bouncepipe", "classify", dir+"/missing.eml"); r.code != exitFailure {
 		t.Errorf("missing file: %+v", r)
+	}
+}
+
+// TestClassifyMailbox: a saved mailbox of two bounces gives the records of
+// both; a file that merely starts like one is still one message.
+func TestClassifyMailbox(t *testing.T) {
+	cfg, dir := newState(t)
+	dsn, err := os.ReadFile("../../bouncepipe/testdata/01-postfix-dsn-failed.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const postmark = "From MAILER-DAEMON  Mon Nov 23 10:00:00 2026\n"
+	mbox := filepath.Join(dir, "bounces.mbox")
+	if err := os.WriteFile(mbox, []byte(postmark+string(dsn)+"\n"+postmark+string(dsn)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	one := filepath.Join(dir, "one.eml")
+	if err := os.WriteFile(one, []byte(postmark+string(dsn)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runCfg(t, cfg, "", "bouncepipe", "classify", mbox, one)
+	if r.code != exitOK {
+		t.Fatalf("classify: %+v", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines, want 2 from the mailbox and 1 from the message:\n%s", len(lines), r.stdout)
+	}
+	for i, l := range lines {
+		if !strings.Contains(l, `"recipient":"rcpt@dest.example.test"`) || !strings.Contains(l, `"reason":"userunknown"`) {
+			t.Errorf("line %d: %s", i+1, l)
+		}
 	}
 }
