@@ -8,6 +8,11 @@
 // the event totals are the counters. They are kept current by asking the
 // store only for events newer than the last one counted, and they survive
 // restarts, since events are never deleted.
+//
+// In a fleet sharing one PostgreSQL store, the store's events are the
+// fleet's: every relay serves the same fleet-wide event counters (take
+// their max, not their sum, across relays), while the parts' counters
+// are each relay's own (INSTALL.md, "Reports across the fleet").
 package metrics
 
 import (
