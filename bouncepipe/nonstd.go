@@ -325,7 +325,15 @@ func (m *mailView) notRecipients() func(string) bool {
 	}
 	add(m.opt.Recipient)
 	add(m.opt.Sender)
-	if o := m.c.original; o != nil {
+	// Who sent the returned message: from its attached header, or the
+	// one quoted in the text ("A message sent by <sender> could not be
+	// delivered": Exim names the sender on a line of its own, as it
+	// names the recipients).
+	o := m.c.original
+	if o == nil {
+		o = m.inlineOriginal()
+	}
+	if o != nil {
 		for _, k := range []string{"From", "Sender", "Return-Path", "Reply-To"} {
 			add(o.Get(k))
 		}

@@ -146,6 +146,8 @@ type mailView struct {
 	reportStr  *string
 	reportView *view
 	splitCache [][2]string
+	inline     *Header // inlineOriginal's answer, once inlineRead
+	inlineRead bool
 }
 
 // recordCtx is the wording around one record: its diagnostic, the

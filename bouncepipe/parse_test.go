@@ -345,3 +345,27 @@ func TestSendmailHostLines(t *testing.T) {
 		t.Errorf("records = %v", got)
 	}
 }
+
+// TestSenderNamedInTheReport: Exim names the sender of the returned
+// message on a line of its own, as it names the recipients; the copy it
+// quotes says who that is, and the sender is no recipient.
+func TestSenderNamedInTheReport(t *testing.T) {
+	msg := "From: Mail Delivery System <Mailer-Daemon@relay.example.org>\n" +
+		"To: postmaster@relay.example.org\n" +
+		"Subject: Mail delivery failed\n\n" +
+		"This message was created automatically by mail delivery software.\n\n" +
+		"A message sent by\n\n  <list-owner@lists.example.com>\n\n" +
+		"could not be delivered to one or more of its recipients. The following\naddress(es) failed:\n\n" +
+		"  ann@example.net\n    all hosts have been failing for a long time and were last tried after this message arrived\n\n" +
+		"------ This is a copy of the message, including all the headers. ------\n\n" +
+		"Return-path: <list-owner@lists.example.com>\n" +
+		"From: News <news@example.com>\nTo: ann@example.net\nSubject: hello\n\nhello\n"
+	rep := parseString(t, msg, Options{})
+	var got []string
+	for _, r := range rep.Records {
+		got = append(got, r.Recipient+" "+r.Reason)
+	}
+	if len(got) != 1 || got[0] != "ann@example.net expired" {
+		t.Errorf("records = %q, want only ann@example.net expired", got)
+	}
+}

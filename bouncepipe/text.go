@@ -330,6 +330,13 @@ func quotedHeaderFollows(text string) bool {
 // inlineOriginal finds the header of the returned message quoted in the
 // text of a non-standard bounce, after its marker line.
 func (m *mailView) inlineOriginal() *Header {
+	if !m.inlineRead {
+		m.inline, m.inlineRead = m.findInlineOriginal(), true
+	}
+	return m.inline
+}
+
+func (m *mailView) findInlineOriginal() *Header {
 	for _, sp := range m.splits() {
 		rest := sp[1]
 		for i := 0; i < 40 && rest != ""; i++ {
