@@ -36,7 +36,6 @@ type ptok struct {
 
 type phrase struct {
 	text string // as written, for explanations
-	toks []ptok
 	tag  int
 }
 
@@ -114,6 +113,8 @@ func (m *matcher) wordID(w string) int32 {
 }
 
 // newMatcher compiles phrases; lists[tag] are the phrases of that tag.
+// Each written phrase is one phrase id, at the end of every trie path
+// its alternatives and optional words spell.
 func newMatcher(lists [][]string) *matcher {
 	if len(lists) > maxTags {
 		panic(fmt.Sprintf("bouncepipe: %d phrase lists, at most %d", len(lists), maxTags))
@@ -121,33 +122,9 @@ func newMatcher(lists [][]string) *matcher {
 	m := &matcher{root: newNode(), ntags: len(lists), vocab: map[string]int32{}}
 	for tag, list := range lists {
 		for _, text := range list {
-			for _, toks := range expandPhrase(text) {
-				if toks[0].gap {
-					panic(fmt.Sprintf("bouncepipe: phrase %q starts with a gap", text))
-				}
-				id := int32(len(m.phrases))
-				m.phrases = append(m.phrases, phrase{text: text, toks: toks, tag: tag})
-				w := []byte(toks[0].word)
-				if toks[0].prefix && len(w) == 1 {
-					for c := 0; c < 256; c++ {
-						k := int(w[0])<<8 | c
-						m.first[k>>6] |= 1 << (k & 63)
-					}
-				} else {
-					k := firstKey(w)
-					m.first[k>>6] |= 1 << (k & 63)
-					if len(w) == 1 {
-						// A one-letter word ends the key at its own end.
-						k = int(w[0]) << 8
-						m.first[k>>6] |= 1 << (k & 63)
-					}
-				}
-				n := m.root
-				for _, t := range toks {
-					n = n.child(m, t)
-				}
-				n.ends = append(n.ends, id)
-			}
+			id := int32(len(m.phrases))
+			m.phrases = append(m.phrases, phrase{text: text, tag: tag})
+			m.insert(m.root, parsePhrase(text), id, text)
 		}
 	}
 	for _, e := range m.root.pre {
@@ -204,41 +181,95 @@ func appendUnique(s []int, n int) []int {
 	return append(s, n)
 }
 
-// expandPhrase turns one written phrase into its token lists: one per
-// combination of alternatives and optional words.
-func expandPhrase(text string) [][]ptok {
-	out := [][]ptok{nil}
+// phraseWord is one written word of a phrase: its alternatives, and
+// whether it may be missing.
+type phraseWord struct {
+	alts     []ptok
+	optional bool
+}
+
+// parsePhrase reads a written phrase into its words.
+func parsePhrase(text string) []phraseWord {
+	var out []phraseWord
 	for _, w := range strings.Fields(text) {
-		optional := strings.HasSuffix(w, "?") && len(w) > 1
+		pw := phraseWord{optional: strings.HasSuffix(w, "?") && len(w) > 1}
 		w = strings.TrimSuffix(w, "?")
-		var alts []ptok
 		if w == "~" {
-			alts = []ptok{{gap: true}}
+			pw.alts = []ptok{{gap: true}}
 		} else {
 			for _, a := range strings.Split(w, "|") {
 				t := ptok{word: a}
 				if strings.HasSuffix(a, "*") {
 					t = ptok{word: strings.TrimSuffix(a, "*"), prefix: true}
 				}
-				if t.word == "" || t.word != normWord(t.word) {
+				if !isPlainWord(t.word) && (t.word == "" || t.word != normWord(t.word)) {
 					panic(fmt.Sprintf("bouncepipe: bad word %q in phrase %q", a, text))
 				}
-				alts = append(alts, t)
+				pw.alts = append(pw.alts, t)
 			}
 		}
-		var next [][]ptok
-		for _, seq := range out {
-			if optional {
-				next = append(next, seq)
-			}
-			for _, a := range alts {
-				s := append(append([]ptok(nil), seq...), a)
-				next = append(next, s)
-			}
-		}
-		out = next
+		out = append(out, pw)
 	}
 	return out
+}
+
+// insert adds phrase id, the words ws, below trie node n: a path for
+// every combination of alternatives and optional words.
+func (m *matcher) insert(n *node, ws []phraseWord, id int32, text string) {
+	if len(ws) == 0 {
+		if n == m.root {
+			panic(fmt.Sprintf("bouncepipe: phrase %q can match no word", text))
+		}
+		for _, e := range n.ends {
+			if e == id {
+				return // "a|a", or two ways to the same words
+			}
+		}
+		n.ends = append(n.ends, id)
+		return
+	}
+	if ws[0].optional {
+		m.insert(n, ws[1:], id, text)
+	}
+	for _, t := range ws[0].alts {
+		if n == m.root {
+			m.markFirst(t, text)
+		}
+		m.insert(n.child(m, t), ws[1:], id, text)
+	}
+}
+
+// markFirst sets the filter bits of t, a word that starts a phrase.
+func (m *matcher) markFirst(t ptok, text string) {
+	if t.gap {
+		panic(fmt.Sprintf("bouncepipe: phrase %q starts with a gap", text))
+	}
+	w := []byte(t.word)
+	if t.prefix && len(w) == 1 {
+		for c := 0; c < 256; c++ {
+			k := int(w[0])<<8 | c
+			m.first[k>>6] |= 1 << (k & 63)
+		}
+		return
+	}
+	k := firstKey(w)
+	m.first[k>>6] |= 1 << (k & 63)
+	if len(w) == 1 {
+		// A one-letter word ends the key at its own end.
+		k = int(w[0]) << 8
+		m.first[k>>6] |= 1 << (k & 63)
+	}
+}
+
+// isPlainWord reports whether w is lower-case ASCII letters and digits
+// only: a word the tokenizer writes as it is, checked without it.
+func isPlainWord(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if c := w[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return w != ""
 }
 
 // normWord returns w as the tokenizer would write it, to check phrases.
