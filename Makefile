@@ -72,6 +72,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'PolicyServer|PolicyPostfix' -benchtime 1x -timeout 60m ./policyd
 	@echo "== bounce parsing over the corpus, against Sisimai"
 	sh bouncepipe/testdata/bench-vs-sisimai.sh
+	@echo "== one returned message as pipe(8) runs the bounce pipe, against starting the process and Sisimai"
+	$(GO) test -run '^$$' -bench 'BouncepipeRun' -benchtime 1x ./cmd/senderkit
 	@echo "== unsubscribe endpoint"
 	$(GO) test -run '^$$' -bench 'OneClick|ConfirmPage' -benchtime 5000x ./unsubscribe
 
