@@ -75,7 +75,7 @@ func Start(t testing.TB, o Options) *Server {
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			unavailable(t, "the server cannot run as root and there is no postgres user: %v", err)
+			postfixlab.Unavailable(t, "pgtest: the server cannot run as root and there is no postgres user: %v", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -252,7 +252,7 @@ func binDir(t testing.TB) string {
 	if d := findBin(); d != "" {
 		return d
 	}
-	unavailable(t, "installed postgresql, but found no initdb")
+	postfixlab.Unavailable(t, "pgtest: installed postgresql, but found no initdb")
 	return ""
 }
 
@@ -285,15 +285,6 @@ func findBin() string {
 func isExec(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// unavailable skips the test, or fails it when CI=true.
-func unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("pgtest: "+format+" (CI=true: failing instead of skipping)", args...)
-	}
-	t.Skipf("pgtest: "+format, args...)
 }
 
 func appendFile(path, text string) error {

@@ -9,7 +9,7 @@ import (
 
 func TestBaseConfig(t *testing.T) {
 	if os.Geteuid() != 0 {
-		unavailable(t, "running a private Postfix needs root")
+		Unavailable(t, "postfixlab: running a private Postfix needs root")
 	}
 	base := t.TempDir()
 	DebianConfig(t, base, "mail.example.org")

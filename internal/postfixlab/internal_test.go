@@ -107,7 +107,7 @@ func TestUnavailableFailsInCI(t *testing.T) {
 		{"false", "skip"},
 	} {
 		t.Setenv("CI", tc.ci)
-		f := endOf(func(tb testing.TB) { unavailable(tb, "no %s", "postfix") })
+		f := endOf(func(tb testing.TB) { Unavailable(tb, "postfixlab: no %s", "postfix") })
 		if f.how != tc.want || !strings.Contains(f.msg, "postfixlab: ") {
 			t.Errorf("CI=%q: %s %q, want %s", tc.ci, f.how, f.msg, tc.want)
 		}

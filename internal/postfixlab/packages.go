@@ -45,27 +45,28 @@ var updated bool
 func EnsurePackages(t TB, cmds map[string]string) {
 	t.Helper()
 	if err := ensurePackages(t, cmds); err != nil {
-		unavailable(t, "%v", err)
+		Unavailable(t, "postfixlab: %v", err)
 	}
 }
 
-// unavailable skips the test, or fails it when running in CI.
 // NeedRoot skips the test unless it runs as root, which what needs (an
 // end-to-end test: a private Postfix, pipe(8) users); with CI=true it
 // fails it instead.
 func NeedRoot(t TB, what string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		unavailable(t, "%s needs root (euid %d)", what, os.Geteuid())
+		Unavailable(t, "postfixlab: %s needs root (euid %d)", what, os.Geteuid())
 	}
 }
 
-func unavailable(t TB, format string, args ...any) {
+// Unavailable skips the test for want of what format says, or fails it
+// when CI=true: in CI a missing dependency is a failure, never a skip.
+func Unavailable(t TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("postfixlab: "+format+" (CI=true: failing instead of skipping)", args...)
+		t.Fatalf(format+" (CI=true: failing instead of skipping)", args...)
 	}
-	t.Skipf("postfixlab: "+format, args...)
+	t.Skipf(format, args...)
 }
 
 func ensurePackages(t TB, cmds map[string]string) error {
