@@ -1,6 +1,9 @@
 package bouncepipe
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+)
 
 // SplitMbox cuts a saved mailbox file into its messages, for reading
 // files an administrator saved (`senderkit bouncepipe classify`); what
@@ -37,39 +40,33 @@ func messageEnd(b []byte, start int) int {
 	src := &memSource{b: b, off: start}
 	h, _ := readHeader(src, maxHeaderBytes, true)
 	t, p := contentType(&h)
-	if len(t) < 10 || t[:10] != "multipart/" || p.boundary == "" {
+	if !strings.HasPrefix(t, "multipart/") || p.boundary == "" {
 		return len(b)
 	}
-	closing := "--" + p.boundary + "--"
+	closing := []byte("--" + p.boundary + "--")
 	closed := false
-	for off := src.off; off < len(b); {
-		line, next := lineAt(b, off)
+	for {
+		off := src.off
+		line, _, err := src.readLine()
+		if err != nil {
+			return len(b)
+		}
 		switch {
 		case !closed:
-			closed = bytes.HasPrefix(line, []byte(closing)) && isBlank(line[len(closing):])
+			closed = bytes.HasPrefix(line, closing) && isBlank(line[len(closing):])
 		case isPostmark(line):
-			if f, _ := lineAt(b, next); fieldColon(f) > 0 {
+			after := src.off
+			if next, _, err := src.readLine(); err == nil && fieldColon(next) > 0 {
 				return off
 			}
+			src.off = after // no header follows: read on from the next line
 		}
-		off = next
 	}
-	return len(b)
-}
-
-// lineAt returns the line that starts at b[off:], with its line ending,
-// and the offset of the next one.
-func lineAt(b []byte, off int) (line []byte, next int) {
-	i := bytes.IndexByte(b[off:], '\n')
-	if i < 0 {
-		return b[off:], len(b)
-	}
-	return b[off : off+i+1], off + i + 1
 }
 
 // firstLine returns b's first line.
 func firstLine(b []byte) []byte {
-	line, _ := lineAt(b, 0)
+	line, _, _ := bytes.Cut(b, []byte("\n"))
 	return line
 }
 
@@ -87,15 +84,5 @@ func isPostmark(line []byte) bool {
 		return false
 	}
 	date := bytes.TrimSpace(rest[i:])
-	return len(date) >= len("Apr 29 23:34 2015") && bytes.IndexByte(date, ':') > 0 && hasDigit(date)
-}
-
-// hasDigit reports whether b holds a decimal digit.
-func hasDigit(b []byte) bool {
-	for _, c := range b {
-		if c >= '0' && c <= '9' {
-			return true
-		}
-	}
-	return false
+	return len(date) >= len("Apr 29 23:34 2015") && bytes.IndexByte(date, ':') > 0 && bytes.ContainsAny(date, "0123456789")
 }
