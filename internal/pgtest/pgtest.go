@@ -190,9 +190,18 @@ func (s *Server) stop() error {
 // Restart starts a stopped server again.
 func (s *Server) Restart() {
 	s.t.Helper()
-	if err := s.start(); err != nil {
-		s.t.Fatalf("pgtest: %v", err)
+	if err := s.TryRestart(); err != nil {
+		s.t.Fatal(err)
 	}
+}
+
+// TryRestart is Restart for a goroutine other than the test's, which
+// must not end the test itself: it returns what failed.
+func (s *Server) TryRestart() error {
+	if err := s.start(); err != nil {
+		return fmt.Errorf("pgtest: %v", err)
+	}
+	return nil
 }
 
 func (s *Server) remove() {

@@ -197,12 +197,19 @@ func TestRestartWithinTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
+	// The restart is waited for before the test ends: the server's
+	// cleanup must not stop it while it is still starting.
+	restarted := make(chan error, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		srv.Restart()
+		restarted <- srv.TryRestart()
 	}()
 	ev := store.Event{At: time.Now(), Type: store.Suppressed, Scope: "acme", Address: "a@example.com", Source: "test"}
-	if _, err := d.Record(ctx, ev, store.Change{}); err != nil {
+	_, err := d.Record(ctx, ev, store.Change{})
+	if rerr := <-restarted; rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil {
 		t.Fatalf("Record across a restart: %v", err)
 	}
 }
