@@ -98,8 +98,43 @@ var wordDecoder = mime.WordDecoder{CharsetReader: func(charset string, r io.Read
 	if message.CharsetReader == nil {
 		return nil, fmt.Errorf("bouncepipe: no decoder for charset %q", charset)
 	}
-	return message.CharsetReader(strings.ToLower(charset), r)
+	cr, err := message.CharsetReader(strings.ToLower(charset), r)
+	if err != nil {
+		return nil, err
+	}
+	return wordReader{cr}, nil
 }}
+
+// wordReader is one encoded word's text in UTF-8. mime.WordDecoder
+// copies it out with io.Copy, which allocates 32 KiB for every word
+// unless the reader has a WriteTo of its own.
+type wordReader struct{ r io.Reader }
+
+func (w wordReader) Read(p []byte) (int, error) { return w.r.Read(p) }
+
+// WriteTo copies through a buffer of the size of a word: an encoded word
+// is at most 75 bytes (RFC 2047 §2), and its text takes at most four
+// UTF-8 bytes per byte.
+func (w wordReader) WriteTo(dst io.Writer) (int64, error) {
+	var n int64
+	buf := make([]byte, 320)
+	for {
+		m, err := w.r.Read(buf)
+		if m > 0 {
+			k, werr := dst.Write(buf[:m])
+			n += int64(k)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
 
 // Text returns the value of the first field named name with its encoded
 // words (RFC 2047) decoded; the raw value when they do not decode.

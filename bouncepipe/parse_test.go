@@ -96,6 +96,12 @@ func TestHeaderText(t *testing.T) {
 	if l, err := h.Mail().AddressList("From"); err != nil || len(l) != 1 || l[0].Address != "x@example.com" {
 		t.Errorf("From = %v, %v", l, err)
 	}
+	// A stateful charset, whose text in UTF-8 is longer than the word,
+	// next to plain text (wordReader).
+	h, _ = readHeader(&memSource{b: []byte("Subject: Re: =?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTyEiR1s/LiRHJC0kXiQ7JHMkRyQ3JD8bKEI=?= (5.1.1)\n\n")}, maxHeaderBytes, false)
+	if got, want := h.Text("Subject"), "Re: こんにちは、配信できませんでした (5.1.1)"; got != want {
+		t.Errorf("Subject = %q, want %q", got, want)
+	}
 }
 
 func TestFindStatus(t *testing.T) {
