@@ -25,6 +25,8 @@ package milter
 // second (from the first connection to the last message at the sink)
 // and the ratios between configurations, each the median of the
 // ratios within a round, then the live heap per message in progress.
+// SENDERKIT_BENCH_ONLY=regexp runs only the configurations it matches,
+// and reports no ratios (for profiling: add -cpuprofile).
 // SENDERKIT_BENCH_SYNC=normal runs senderkit's store with
 // synchronous=normal (see store.synchronous) instead of full.
 
@@ -36,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -172,6 +175,15 @@ func BenchmarkPostfix(b *testing.B) {
 		{"postfix+senderkit-unsigned", sk, "nobody@example.com rsa\n"},
 	}
 	floors := []string{"postfix+noop-gomilter", "postfix+noop-gomilter-default", "postfix+noop-gomilter-senderkit-transport"}
+	only := os.Getenv("SENDERKIT_BENCH_ONLY")
+	if only != "" {
+		// For profiling one configuration; the ratios need them all.
+		re, err := regexp.Compile(only)
+		if err != nil {
+			b.Fatalf("SENDERKIT_BENCH_ONLY=%q: %v", only, err)
+		}
+		configs = slices.DeleteFunc(configs, func(c struct{ name, milter, signingTable string }) bool { return !re.MatchString(c.name) })
+	}
 	rounds := benchRounds(b)
 	// runs[name][round]; each round runs every configuration once, in
 	// turn, so that a machine busier in one period slows all of them
@@ -185,11 +197,19 @@ func BenchmarkPostfix(b *testing.B) {
 			e.lab.Postconf("smtpd_milters=" + c.milter)
 			e.lab.Reload()
 			runSource(b, e, msgFile, 200) // warm up the new configuration
+			c0, r0 := e.srv.sends.commits.Load(), e.srv.sends.rows.Load()
 			res := runSource(b, e, msgFile, benchCount(b))
 			runs[c.name] = append(runs[c.name], res)
-			fmt.Printf("round %d %-45s %7.0f msgs/s %7.0f accepted/s %6.2f CPU ms/msg %6.2f ours\n",
-				r+1, c.name, res.rate, res.acceptRate, res.cpuMS, res.selfMS)
+			perCommit := ""
+			if c := e.srv.sends.commits.Load() - c0; c > 0 {
+				perCommit = fmt.Sprintf(" %5.2f send rows/commit", float64(e.srv.sends.rows.Load()-r0)/float64(c))
+			}
+			fmt.Printf("round %d %-45s %7.0f msgs/s %7.0f accepted/s %6.2f CPU ms/msg %6.2f ours%s\n",
+				r+1, c.name, res.rate, res.acceptRate, res.cpuMS, res.selfMS, perCommit)
 		}
+	}
+	if only != "" {
+		return
 	}
 	// ratio returns the median over the rounds of a's rate over b's.
 	ratio := func(a, b string) float64 {
