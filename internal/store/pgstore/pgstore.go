@@ -15,7 +15,10 @@
 //     would. The same lock makes each Record's read-modify-write of a
 //     suppression and of a soft-bounce streak atomic, so no count is lost
 //     or doubled whatever the isolation level (READ COMMITTED is used).
-//     Sends (the milter's hot path) and names do not take it.
+//     Sends (the milter's hot path) and names do not take it. A Record
+//     whose change reads nothing first (the log follower's deliveries
+//     and deferrals) sends the lock and one statement in one pipeline,
+//     an implicit transaction, so the lock is held for one round trip.
 //   - The idempotency key is a unique column inserted with ON CONFLICT DO
 //     NOTHING: the second event with a key changes nothing and gives
 //     store.ErrDuplicate.

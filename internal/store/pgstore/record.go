@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/senderkit/senderkit/internal/addr"
 	"github.com/senderkit/senderkit/internal/store"
@@ -155,6 +156,13 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 	if err != nil {
 		return store.Result{}, err
 	}
+	if ch.Op == store.NoOp || ch.Op == store.ResetStreak {
+		res, err := d.appendEvent(ctx, ev, ch, n)
+		if err != nil {
+			return store.Result{}, d.fail("record event", err)
+		}
+		return res, nil
+	}
 	var res store.Result
 	err = d.write(ctx, func(tx pgx.Tx) error {
 		res = store.Result{}
@@ -190,6 +198,58 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 		return store.Result{}, d.fail("record event", err)
 	}
 	return res, nil
+}
+
+// appendEventSQL appends an event and, when $17 is true, ends the
+// soft-bounce streak of address $19 in scope $18; the streak is left
+// alone when the event's key was taken (no row is returned then).
+const appendEventSQL = `WITH ev AS (` + insertEventSQL + `),
+reset AS (DELETE FROM bounce_streaks WHERE $17 AND scope_id = $18 AND address = $19 AND EXISTS (SELECT 1 FROM ev) RETURNING 1)
+SELECT id, (SELECT count(*) FROM reset) FROM ev`
+
+// appendEvent records an event whose change reads nothing first (NoOp,
+// ResetStreak: the log follower's deliveries and deferrals, the bulk of
+// the events) in one round trip. The event log's lock and the statement
+// go in one pipeline, which PostgreSQL runs as one implicit transaction
+// committed at its end, so the lock every appender waits for is held for
+// the statement and the commit only, not for a round trip per statement.
+// The statement is read committed's own, with a snapshot taken after the
+// lock: a streak committed by the appender before is seen and ended.
+func (d *DB) appendEvent(ctx context.Context, ev store.Event, ch store.Change, n ids) (store.Result, error) {
+	var res store.Result
+	err := d.retry(ctx, func() error {
+		res = store.Result{}
+		b := &pgx.Batch{}
+		b.Queue("SELECT pg_advisory_xact_lock($1, $2)", lockClass, lockEvents)
+		b.Queue(appendEventSQL, ev.At.Unix(), string(ev.Type), nullName(n.evScope, n.hasScope),
+			nullName(n.evStream, n.hasStr), ev.Address, nullSend(ev.SendID), ev.Reason, ev.Hard, ev.Status, ev.ReplyCode,
+			ev.Diagnostic, ev.FeedbackType, ev.ReportingMTA, ev.Source, nullString(ev.Key), d.relay,
+			ch.Op == store.ResetStreak && n.found, int64(n.scope), ch.Address)
+		br := d.pool.SendBatch(ctx, b)
+		var ended int64
+		_, err := br.Exec()
+		if err == nil {
+			err = br.QueryRow().Scan(&res.EventID, &ended)
+		}
+		if cerr := br.Close(); err == nil || errors.Is(err, pgx.ErrNoRows) && cerr != nil {
+			err = cerr
+		}
+		res.Changed = ended > 0
+		var pe *pgconn.PgError
+		var ce *pgconn.ConnectError
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("%w: event key %q", store.ErrDuplicate, ev.Key)
+		case err == nil, errors.As(err, &pe), errors.As(err, &ce), pgconn.SafeToRetry(err):
+			// Done; or refused by the server, or never sent: nothing
+			// was made.
+			return err
+		}
+		// The connection failed once the pipeline, and its commit, may
+		// have reached the server.
+		return errAmbiguous{err}
+	})
+	return res, err
 }
 
 // ttlFor returns the TTL of the times-th listing: doubled each relisting,

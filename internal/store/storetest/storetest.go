@@ -36,6 +36,7 @@ func Run(t *testing.T, open Opener) {
 		{"LapseAndRelist", testRelist},
 		{"UnsuppressKeepsHistory", testUnsuppress},
 		{"SoftBounceStreak", testSoftBounceStreak},
+		{"DeliveryAgain", testDeliveryAgain},
 		{"SendDays", testSendDays},
 		{"CountEvents", testCountEvents},
 		{"Import", testImport},
@@ -433,6 +434,36 @@ func testRelist(t *testing.T, s store.Store) {
 	noErr(t, s.Suppressions(ctx, store.Filter{Lapsed: true}, func(store.Suppression) error { n++; return nil }))
 	if n != 1 {
 		t.Errorf("%d entries listed with Lapsed, want 1", n)
+	}
+}
+
+// testDeliveryAgain: a delivery read again (its key taken) is a
+// duplicate and ends no streak begun since; a delivery with no streak to
+// end is recorded and changes nothing.
+func testDeliveryAgain(t *testing.T, s store.Store) {
+	a := "fay@example.com"
+	soft := store.Change{Op: store.CountSoftBounce, Scope: "acme", Address: a, TTL: time.Hour, MinBounces: 5, MinSpan: time.Hour}
+	delivery := store.Event{At: t0, Type: store.Delivered, Scope: "acme", Address: a, SendID: 1, Source: "log", Key: store.DeliveryKey(1, a)}
+	reset := store.Change{Op: store.ResetStreak, Scope: "acme", Address: a}
+	r := get(s.Record(ctx, delivery, reset))(t)
+	if r.Changed || r.EventID == 0 {
+		t.Errorf("delivery with no streak: %+v", r)
+	}
+	get(s.Record(ctx, store.Event{At: t0.Add(time.Minute), Type: store.Bounced, Scope: "acme", Address: a, SendID: 2, Reason: "mailboxfull", Source: "bouncepipe"}, soft))(t)
+	if _, err := s.Record(ctx, delivery, reset); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("the same delivery again: %v, want ErrDuplicate", err)
+	}
+	r = get(s.Record(ctx, store.Event{At: t0.Add(2 * time.Minute), Type: store.Bounced, Scope: "acme", Address: a, SendID: 3, Reason: "mailboxfull", Source: "bouncepipe"}, soft))(t)
+	if r.Streak.Sends != 2 {
+		t.Errorf("streak after a duplicate delivery: %+v, want 2 sends: a delivery read again must not end it", r.Streak)
+	}
+	// A deferral changes nothing but is recorded, with its key.
+	def := store.Event{At: t0.Add(3 * time.Minute), Type: store.Deferred, Scope: "acme", Address: a, SendID: 4, Source: "log", Key: "deferred/4"}
+	if r := get(s.Record(ctx, def, store.Change{}))(t); r.Changed || r.EventID == 0 {
+		t.Errorf("deferral: %+v", r)
+	}
+	if _, err := s.Record(ctx, def, store.Change{}); !errors.Is(err, store.ErrDuplicate) {
+		t.Errorf("the same deferral again: %v, want ErrDuplicate", err)
 	}
 }
 
