@@ -22,12 +22,13 @@ import (
 // Sizes of the backend benchmark: the rows on the list, and the work
 // measured on each backend.
 const (
-	benchRows     = 1_000_000
-	benchLookups  = 100_000
-	benchBounces  = 4_000
-	benchWriters  = 8 // bounce pipes at once, each its own handle
-	benchReaders  = 4 // policy-server lookups at once
-	benchSeedSend = 1 << 40
+	benchRows       = 1_000_000
+	benchLookups    = 100_000
+	benchBounces    = 4_000
+	benchDeliveries = 8_000
+	benchWriters    = 8 // bounce pipes at once, each its own handle
+	benchReaders    = 4 // policy-server lookups at once
+	benchSeedSend   = 1 << 40
 )
 
 func benchAddr(i int) string { return fmt.Sprintf("u%d@d%d.example", i, i%1000) }
@@ -39,7 +40,9 @@ func benchAddr(i int) string { return fmt.Sprintf("u%d@d%d.example", i, i%1000) 
 // against benchRows entries) and bounce intake a second (what the bounce
 // pipe writes for a hard bounce: a keyed event and its suppression in one
 // transaction, benchWriters processes at once, each with its own
-// handle). It reports each figure and PostgreSQL's as a ratio of
+// handle), and delivery intake a second (what the log follower writes
+// for a delivery: a keyed event that ends any soft-bounce streak). It
+// reports each figure and PostgreSQL's as a ratio of
 // SQLite's. Run it with -benchtime 1x.
 func BenchmarkBackends(b *testing.B) {
 	ctx := context.Background()
@@ -114,46 +117,68 @@ func BenchmarkBackends(b *testing.B) {
 			b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), be.name+"-lookup-p99-µs")
 
 			// Bounce intake.
-			handles := make([]store.Store, benchWriters)
-			for w := range handles {
-				handles[w] = be.open(fmt.Sprint("relay-", w))
-			}
-			next.Store(0)
 			run := time.Now().UnixNano()
-			start = time.Now()
-			for w, h := range handles {
-				wg.Go(func() {
-					for {
-						i := int(next.Add(1))
-						if i > benchBounces {
-							return
-						}
-						a := fmt.Sprintf("gone%d-%d@d%d.example", run, i, i%1000)
-						ev := store.Event{At: time.Now(), Type: store.Bounced, Scope: "bench", Stream: "news", Address: a,
-							SendID: uint64(benchSeedSend + i), Reason: "userunknown", Hard: true, Status: "5.1.1", ReplyCode: "550",
-							Diagnostic: "550 5.1.1 <" + a + ">: user unknown", ReportingMTA: "mx.example.net", Source: "bouncepipe",
-							Key: fmt.Sprintf("bp:%d:%d:%d", run, w, i)}
-						ch := store.Change{Op: store.Suppress, Scope: "bench", Address: a, Reason: store.HardBounce}
-						if _, err := h.Record(ctx, ev, ch); err != nil {
-							b.Errorf("%s bounce %d: %v", be.name, i, err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			elapsed = time.Since(start)
-			for _, h := range handles {
-				h.Close()
-			}
-			perSec[be.name+"-bounces/s"] = float64(benchBounces) / elapsed.Seconds()
+			perSec[be.name+"-bounces/s"] = intakeRate(b, be.open, benchBounces, func(h store.Store, w, i int) error {
+				a := fmt.Sprintf("gone%d-%d@d%d.example", run, i, i%1000)
+				ev := store.Event{At: time.Now(), Type: store.Bounced, Scope: "bench", Stream: "news", Address: a,
+					SendID: uint64(benchSeedSend + i), Reason: "userunknown", Hard: true, Status: "5.1.1", ReplyCode: "550",
+					Diagnostic: "550 5.1.1 <" + a + ">: user unknown", ReportingMTA: "mx.example.net", Source: "bouncepipe",
+					Key: fmt.Sprintf("bp:%d:%d:%d", run, w, i)}
+				_, err := h.Record(ctx, ev, store.Change{Op: store.Suppress, Scope: "bench", Address: a, Reason: store.HardBounce})
+				return err
+			})
+
+			// Delivery intake: what the log follower writes for each
+			// status=sent line (an event, and the end of a soft-bounce
+			// streak).
+			perSec[be.name+"-deliveries/s"] = intakeRate(b, be.open, benchDeliveries, func(h store.Store, w, i int) error {
+				a := fmt.Sprintf("u%d@d%d.example", i, i%1000)
+				ev := store.Event{At: time.Now(), Type: store.Delivered, Scope: "bench", Stream: "news", Address: a,
+					SendID: uint64(benchSeedSend + i), Status: "2.0.0", Diagnostic: "250 2.0.0 Ok: queued as 4ABC", Source: "log",
+					Key: fmt.Sprintf("dl:%d:%d:%d", run, w, i)}
+				_, err := h.Record(ctx, ev, store.Change{Op: store.ResetStreak, Scope: "bench", Address: a})
+				return err
+			})
 		}
 		for k, v := range perSec {
 			b.ReportMetric(v, k)
 		}
 		b.ReportMetric(perSec["postgres-lookups/s"]/perSec["sqlite-lookups/s"], "lookups-pg/sqlite")
 		b.ReportMetric(perSec["postgres-bounces/s"]/perSec["sqlite-bounces/s"], "bounces-pg/sqlite")
+		b.ReportMetric(perSec["postgres-deliveries/s"]/perSec["sqlite-deliveries/s"], "deliveries-pg/sqlite")
 	}
+}
+
+// intakeRate runs record for i = 1..n from benchWriters relays at once,
+// each with a handle of its own (w), and returns records a second.
+func intakeRate(b *testing.B, open func(relay string) store.Store, n int, record func(h store.Store, w, i int) error) float64 {
+	handles := make([]store.Store, benchWriters)
+	for w := range handles {
+		handles[w] = open(fmt.Sprint("relay-", w))
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w, h := range handles {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1))
+				if i > n {
+					return
+				}
+				if err := record(h, w, i); err != nil {
+					b.Errorf("record %d: %v", i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for _, h := range handles {
+		h.Close()
+	}
+	return float64(n) / elapsed.Seconds()
 }
 
 // fillSQLite writes benchRows suppressions of scope "bench" straight into
