@@ -650,14 +650,56 @@ func (m *mailView) originalRecipient() []string {
 			}
 		}
 	} else {
+		// The newest Received names the recipient the message had
+		// there ("for <rcpt>"), as the MTA that returned it wrote, even
+		// when To names a list or someone else.
+		if a := receivedFor(o.Get("Received")); a != "" {
+			return []string{a}
+		}
+		list := listAddresses(o)
 		for _, k := range []string{"To", "Cc"} {
-			all = append(all, findAddresses(o.Get(k))...)
+			for _, a := range findAddresses(o.Get(k)) {
+				if !list[a] {
+					all = append(all, a)
+				}
+			}
 		}
 	}
 	if len(all) != 1 {
 		return nil
 	}
 	return all
+}
+
+// receivedFor returns the address in a Received field's "for" clause
+// (RFC 5321 §4.4), or "".
+func receivedFor(v string) string {
+	if i := strings.LastIndexByte(v, ';'); i >= 0 {
+		v = v[:i] // the date
+	}
+	f := strings.Fields(v)
+	for i := len(f) - 2; i >= 0; i-- {
+		if strings.EqualFold(f[i], "for") {
+			if as := findAddresses(f[i+1]); len(as) == 1 {
+				return as[0]
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// listAddresses returns the addresses a mailing list's fields name as
+// the list's own (RFC 2369 List-Post, Mailman's X-BeenThere): a copy a
+// list sent is addressed To the list, not to the member it failed for.
+func listAddresses(h *Header) map[string]bool {
+	list := map[string]bool{}
+	for _, k := range []string{"List-Post", "X-BeenThere"} {
+		for _, a := range findAddresses(h.Get(k)) {
+			list[a] = true
+		}
+	}
+	return list
 }
 
 // asciiLower lower-cases the ASCII letters of s only, keeping its length.

@@ -3,6 +3,7 @@ package bouncepipe
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
@@ -373,5 +374,51 @@ func TestSenderNamedInTheReport(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "ann@example.net expired" {
 		t.Errorf("records = %q, want only ann@example.net expired", got)
+	}
+}
+
+// TestOriginalRecipient: a report that names nobody is about the
+// returned original's recipient: the one its newest Received names, or
+// else the one its To names, unless that is the mailing list the copy
+// came through.
+func TestOriginalRecipient(t *testing.T) {
+	report := "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n" +
+		"Subject: Mail delivery failed: returning message to sender\n" +
+		"MIME-Version: 1.0\nContent-Type: multipart/report; boundary=b\n\n" +
+		"--b\nContent-Type: text/plain\n\n" +
+		"A message that you sent could not be delivered to one or more of its recipients.\n" +
+		"Your message could not be delivered.\n\n" +
+		"--b\nContent-Type: message/rfc822\n\n%s\nhello\n--b--\n"
+	for _, c := range []struct{ name, original, want string }{
+		{"received for",
+			"Received: from relay.example.org by mx.example.net (MTA) with ESMTP id 4AB\n\tfor <ann@example.net>; Mon, 2 Nov 2026 10:00:00 +0000\n" +
+				"Received: from list.example.org by relay.example.org; Mon, 2 Nov 2026 09:59:00 +0000\n" +
+				"To: Team <team@lists.example.org>\nX-BeenThere: team@lists.example.org\nFrom: bob@example.org\nSubject: hi\n",
+			"ann@example.net"},
+		{"to a list", "Received: from list.example.org by mx.example.net; Mon, 2 Nov 2026 10:00:00 +0000\n" +
+			"To: Team <team@lists.example.org>\nList-Post: <mailto:team@lists.example.org>\nFrom: bob@example.org\nSubject: hi\n",
+			""},
+		{"to one person", "Received: from relay.example.org by mx.example.net; Mon, 2 Nov 2026 10:00:00 +0000\n" +
+			"To: Ann <ann@example.net>\nFrom: bob@example.org\nSubject: hi\n",
+			"ann@example.net"},
+	} {
+		rep := parseString(t, fmt.Sprintf(report, c.original), Options{})
+		if len(rep.Records) != 1 || rep.Records[0].Recipient != c.want {
+			t.Errorf("%s: records %+v, want one for %q", c.name, rep.Records, c.want)
+		}
+	}
+}
+
+// TestScannerNameIsNoVirus: a report signed by a virus scanner's product
+// name is not about a virus; what it says is.
+func TestScannerNameIsNoVirus(t *testing.T) {
+	msg := "From: gateway@mail.example.com\nSubject: Mail could not be delivered\n\n" +
+		"****** Message from Example E-Mail VirusWall ******\n\n" +
+		"The following mail could not be delivered.\n" +
+		"Reason:  Exceeded Maximum Delivery Attempts.  Verify that the recipient address is correct.\n\n" +
+		"From: bob@example.org\nTo: ann@example.net\nSubject: hi\n\nhello\n"
+	rep := parseString(t, msg, Options{})
+	if len(rep.Records) != 1 || rep.Records[0].Reason != "expired" || rep.Records[0].SenderProblem {
+		t.Errorf("records %+v, want one expired, not the sender's problem", rep.Records)
 	}
 }

@@ -90,7 +90,9 @@ var textRules = []textRule{
 		"rejected as|due to? content|bulk|suspicious", "suspicious|objectionable|prohibited|forbidden|blocked content|url|link|words",
 		"looks like spam", "appears to be spam|unsolicited|bulk", "classified as", "high spam? score", "score too high", "phish*",
 		"message was? identified|detected|flagged|considered as", "mail flood", "url in the? message|body", "blocked url"),
-	rule("virusdetected", "virus*", "malware", "worm", "trojan*", "infected", "malicious content|attachment|code|software"),
+	// Not "virus*": scanners' names ("InterScan VirusWall") and
+	// banners ("virus-checked") are no finding.
+	rule("virusdetected", "virus", "viruses", "virusdetected", "malware", "worm", "trojan*", "infected", "malicious content|attachment|code|software"),
 	// A quota on what we send is a rate limit, not a full mailbox.
 	earlyRule("speeding", "daily|hourly|relay|sending|send|outbound ~ quota", "quota ~ per hour|day"),
 	// A mailbox over its size is full, whatever the message's size.
@@ -219,6 +221,7 @@ var textRules = []textRule{
 		"in the queue too long", "message has? expired", "could not be delivered within|for|in", "unable to deliver in", "undeliverable for",
 		"for a long time", "giving up", "gave up", "has been delayed", "will continue|keep trying", "will continue|keep to try",
 		"not yet been delivered", "delivery attempts will continue", "queue time", "queuetime", "maximum time", "delivery failed ~ attempts",
+		"maximum delivery|retry attempts|retries",
 		"connection timed out", "timed out", "timeout", "time out", "connection refused", "could not|couldn't|unable to connect",
 		"not accept ~ to connect", "not reachable", "unreachable", "no route to host", "could not find a gateway", "expired"),
 	rule("networkerror",
