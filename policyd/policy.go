@@ -2,7 +2,6 @@ package policyd
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
@@ -166,7 +165,7 @@ func (p *Policy) suppression(ctx context.Context, cfg *conf.Config, sc *conf.Sco
 	if !found {
 		return "", false
 	}
-	text := suppressedText(e)
+	text := e.Why()
 	p.Log.Info("suppressed recipient refused", "queue_id", req.QueueID, "instance", req.Instance, "scope", sc.Name,
 		"recipient", rcpt, "entry", e.Address, "entry_scope", e.Scope, "reason", e.Reason, "action", sc.SuppressedAction)
 	switch sc.SuppressedAction {
@@ -197,33 +196,4 @@ func (p *Policy) storeError(cfg *conf.Config, sc *conf.Scope, rcpt string, req *
 		return "", false
 	}
 	return deferIfPermit + "4.3.0 cannot check the recipient against the suppression list now; try again later", true
-}
-
-// suppressedText says why and since when, from the entry that applies:
-// the sender's own scope's or the administrator's all-scopes entry, never
-// another scope's, and without the evidence's details (a diagnostic may
-// quote other mail).
-func suppressedText(e store.Suppression) string {
-	day := e.Created.UTC().Format("2006-01-02")
-	who := "recipient"
-	if addr.IsDomainPattern(e.Address) {
-		who = "recipient domain " + addr.Domain(e.Address)
-	}
-	var why string
-	switch e.Reason {
-	case store.Unsubscribe:
-		why = fmt.Sprintf("%s unsubscribed on %s", who, day)
-	case store.Complained:
-		why = fmt.Sprintf("%s complained about earlier mail on %s", who, day)
-	case store.HardBounce:
-		why = fmt.Sprintf("%s address bounced permanently on %s", who, day)
-	case store.SoftBounce:
-		why = fmt.Sprintf("%s address bounced repeatedly; suppressed on %s until %s", who, day, e.Expires.UTC().Format("2006-01-02"))
-	default:
-		why = fmt.Sprintf("%s suppressed by the administrator on %s", who, day)
-	}
-	if e.Scope == store.AllScopes {
-		why += " (for every sender)"
-	}
-	return why
 }

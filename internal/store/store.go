@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/senderkit/senderkit/internal/addr"
 )
 
 // Errors shared by all backends; test with errors.Is.
@@ -493,4 +495,33 @@ type Store interface {
 	WarmupDays(ctx context.Context, warmup string, since time.Time) ([]WarmupDay, error)
 
 	Close() error
+}
+
+// Why says why and since when the recipient is suppressed, as a reply
+// to the sender may: the reason and the day, without the evidence's
+// details (a diagnostic may quote other mail). The policy server and
+// the milter give it when they refuse a suppressed recipient.
+func (e Suppression) Why() string {
+	day := e.Created.UTC().Format("2006-01-02")
+	who := "recipient"
+	if addr.IsDomainPattern(e.Address) {
+		who = "recipient domain " + addr.Domain(e.Address)
+	}
+	var why string
+	switch e.Reason {
+	case Unsubscribe:
+		why = fmt.Sprintf("%s unsubscribed on %s", who, day)
+	case Complained:
+		why = fmt.Sprintf("%s complained about earlier mail on %s", who, day)
+	case HardBounce:
+		why = fmt.Sprintf("%s address bounced permanently on %s", who, day)
+	case SoftBounce:
+		why = fmt.Sprintf("%s address bounced repeatedly; suppressed on %s until %s", who, day, e.Expires.UTC().Format("2006-01-02"))
+	default:
+		why = fmt.Sprintf("%s suppressed by the administrator on %s", who, day)
+	}
+	if e.Scope == AllScopes {
+		why += " (for every sender)"
+	}
+	return why
 }
