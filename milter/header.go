@@ -3,6 +3,7 @@ package milter
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"mime"
 	"net/mail"
 	"strings"
@@ -104,6 +105,18 @@ func (e *edits) header() (block []byte, names []string) {
 // charset go-message knows.
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
+// lenientWords decodes the encoded words it can and keeps the others'
+// text as it is, made valid UTF-8: the second try at a From field whose
+// display name wordDecoder cannot read (an unknown charset), since the
+// address, not the name, decides the keys.
+var lenientWords = &mime.WordDecoder{CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
+	if d, err := charset.Reader(cs, r); err == nil {
+		return d, nil
+	}
+	b, err := io.ReadAll(r)
+	return strings.NewReader(strings.ToValidUTF8(string(b), "?")), err
+}}
+
 // author is the From address of a message.
 type author struct {
 	user   string // local part as written
@@ -125,8 +138,18 @@ func parseFrom(fs fields, strict bool) (author, error) {
 	if strict && len(vs) > 1 {
 		return author{}, fmt.Errorf("%d From header fields; RFC 5322 §3.6 allows one", len(vs))
 	}
+	v := strings.TrimSpace(strings.ReplaceAll(vs[0], "\n", ""))
 	p := mail.AddressParser{WordDecoder: wordDecoder}
-	list, err := p.ParseList(strings.TrimSpace(strings.ReplaceAll(vs[0], "\n", "")))
+	list, err := p.ParseList(v)
+	if err != nil {
+		// A display name in a charset nobody knows, or in raw 8-bit
+		// text that is not UTF-8: the address is still readable, and
+		// OpenDKIM signs such mail.
+		lp := mail.AddressParser{WordDecoder: lenientWords}
+		if l, lerr := lp.ParseList(strings.ToValidUTF8(v, "?")); lerr == nil {
+			list, err = l, nil
+		}
+	}
 	if err != nil || len(list) == 0 {
 		return author{}, fmt.Errorf("From header field %q: %v", strings.TrimSpace(vs[0]), err)
 	}

@@ -60,6 +60,10 @@ func TestParseFrom(t *testing.T) {
 		{" a@example.com, b@example.com", false, "a@example.com"},
 		{" <nobody>", false, ""},
 		{" Bob\n\t<bob@example.com>", true, "bob@example.com"},
+		// Display names that cannot be decoded do not hide the address.
+		{" =?unknown-8bit?q?J=F6rg?= <j@example.com>", true, "j@example.com"},
+		{" J\xf6rg M\xfcller <j@example.com>", true, "j@example.com"},
+		{" \"J\xf6rg\" <j@example.com>", true, "j@example.com"},
 	} {
 		a, err := parseFrom(fields{{"From", c.value}}, c.strict)
 		switch {
