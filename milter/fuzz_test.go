@@ -12,6 +12,7 @@ func FuzzParseFrom(f *testing.F) {
 	for _, s := range []string{
 		" Bob <bob@example.com>", " =?utf-8?q?J=C3=BCrgen?= <jürgen@bücher.example>", " a@b.c, d@e.f",
 		" \"quoted, name\" <x@example.org>", " <<<nonsense", " (comment) x@[192.0.2.1]", " Bob\n\t<bob@example.com>",
+		" =?unknown-8bit?q?J=F6rg?= <j@example.com>", " J\xf6rg <j@example.com>",
 	} {
 		f.Add(s, true)
 	}
