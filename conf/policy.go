@@ -127,7 +127,10 @@ type ScopePolicy struct {
 	// recipient at RCPT: "reject" (550 5.7.1 with the reason and date),
 	// "discard" (accept and drop the whole message: use it only for
 	// one-recipient copies) or "hold" (keep the whole message in
-	// Postfix's hold queue for an administrator). Default "reject".
+	// Postfix's hold queue for an administrator). Default "reject". The
+	// milter, which matches entries for one stream once the stream
+	// header is read, removes such recipients and does the same with a
+	// message left with none.
 	SuppressedAction string `toml:"suppressed_action"`
 }
 

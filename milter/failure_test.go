@@ -81,7 +81,7 @@ func TestStoreKilled(t *testing.T) {
 			t.Errorf("message %d, store closed: %v, want 451 4.3.0 senderkit: store: ...", i, err)
 		}
 	}
-	e.lab.WaitLog(t, `milter-reject: END-OF-MESSAGE .*: 4.3.0 senderkit: store: recording the send: .*database is closed`, wait)
+	e.lab.WaitLog(t, `milter-reject: END-OF-MESSAGE .*: 4.3.0 senderkit: store: .*(database|statement) is closed`, wait)
 
 	msgs := e.lab.Sink.Wait(t, len(accepted), wait)
 	e.lab.WaitQueueEmpty(t, wait)

@@ -100,7 +100,10 @@ func (s *Server) finish(c *session, t *tx, m gomilter.Modifier) *gomilter.Respon
 	if !p.messageLevel {
 		send.Recipient = kept[0].norm
 	}
-	added, err := s.sends.add(ctx, send, window)
+	// The row's own deadline: a long fan-out may have used the first.
+	rctx, rcancel := context.WithTimeout(context.Background(), cfg.Milter.StoreTimeout.D())
+	defer rcancel()
+	added, err := s.sends.add(rctx, send, window)
 	if err != nil {
 		return s.tempfail(t, "store: recording the send: %v", err)
 	}
@@ -158,7 +161,8 @@ func (s *Server) modify(t *tx, p *plan, kept []rcpt, sigs []string, m gomilter.M
 			return err
 		}
 	}
-	if p.fanout {
+	if p.fanout || len(p.dropped) > 0 {
+		// The recipients the copies took, and the suppressed ones.
 		keep := map[string]bool{}
 		for _, r := range kept {
 			keep[r.norm] = true

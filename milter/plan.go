@@ -34,7 +34,8 @@ type plan struct {
 	choices []dkim.Choice
 	sign    *dkim.Signing // nil: no signature
 
-	rcpts        []rcpt // distinct recipients
+	rcpts        []rcpt // distinct recipients, less the suppressed ones
+	dropped      []rcpt // recipients the suppression list covers: removed
 	fanout       bool   // bulk to several recipients: split into copies
 	messageLevel bool   // several recipients share one token (transactional)
 	send         store.Send
@@ -170,8 +171,17 @@ func (s *Server) planScoped(ctx context.Context, c *session, t *tx, p *plan, a a
 			p.rcpts = append(p.rcpts, r)
 		}
 	}
+	if p.copy == nil {
+		if r := s.dropSuppressed(ctx, t, p); r != nil {
+			return r
+		}
+	}
 	bulk := p.stream.IsBulk()
 	switch {
+	case len(p.rcpts) == 0:
+		// Postfix named no recipient to the milter: the token names
+		// the message.
+		p.messageLevel = true
 	case p.copy != nil || len(p.rcpts) == 1:
 	case bulk && cfg.Milter.CopyService != "":
 		p.fanout = true
@@ -262,6 +272,53 @@ func sendID() uint64 {
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// dropSuppressed removes from the plan the recipients the suppression
+// list covers for the message's scope and stream. The policy server
+// refuses whole-scope entries at RCPT, but an entry for one stream (an
+// unsubscribe with unsubscribe_covers = "stream", or suppress add
+// -stream) can be matched only once the stream header is read, here;
+// so can an entry made since RCPT, or any entry on a Postfix without the
+// policy server. A message left with no recipient gets the scope's
+// suppressed_action: refused with the reason, discarded, or held.
+func (s *Server) dropSuppressed(ctx context.Context, t *tx, p *plan) *gomilter.Response {
+	now := timeNow()
+	var kept []rcpt
+	var last store.Suppression
+	for _, r := range p.rcpts {
+		e, found, err := s.store.Lookup(ctx, store.Query{Scope: p.scope.Name, Stream: p.stream.Name, Address: r.norm, At: now})
+		if err != nil {
+			return s.tempfail(t, "store: checking %s against the suppression list: %v", r.norm, err)
+		}
+		if !found {
+			kept = append(kept, r)
+			continue
+		}
+		last = e
+		s.stats.Suppressed.Add(1)
+		p.dropped = append(p.dropped, r)
+		s.log.Info("suppressed recipient removed", "queue_id", t.queueID, "scope", p.scope.Name, "stream", p.stream.Name,
+			"rcpt", r.norm, "entry", e.Address, "entry_scope", e.Scope, "entry_stream", e.Stream, "reason", e.Reason)
+	}
+	if len(kept) > 0 || len(p.dropped) == 0 {
+		p.rcpts = kept
+		return nil
+	}
+	switch p.scope.SuppressedAction {
+	case conf.ActionDiscard:
+		s.log.Info("message discarded: every recipient is suppressed", "queue_id", t.queueID, "scope", p.scope.Name, "why", last.Why())
+		return gomilter.RespDiscard
+	case conf.ActionHold:
+		// Held as it would have left (signed, with its token), for an
+		// administrator who may release it (postsuper -H).
+		s.log.Info("message held: every recipient is suppressed", "queue_id", t.queueID, "scope", p.scope.Name, "why", last.Why())
+		t.hold = "senderkit: every recipient is suppressed: " + last.Why()
+		p.dropped = nil
+		return nil
+	}
+	// RFC 3463 §3.8: X.7.1 "delivery not authorized, message refused".
+	return s.reject(t, 550, "5.7.1", "%s", last.Why())
+}
 
 // messageID makes a Message-ID on the author's domain (or the bounce
 // domain when the author has none).

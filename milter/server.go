@@ -63,15 +63,18 @@ type Stats struct {
 	TempFailed atomic.Int64 // messages answered 4xx (the store, a key, a bad table)
 	Rejected   atomic.Int64 // messages answered 5xx (no From, a header too large)
 	Paused     atomic.Int64 // messages of a paused scope deferred (of TempFailed)
+	Suppressed atomic.Int64 // recipients removed because the suppression list covers them
 }
 
 // Stats returns the counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
 // actions are the modifications the milter makes: headers, the
-// envelope sender (VERP, SMFIF_CHGFROM, protocol v6) and, for a bulk
-// message split into copies, the recipients the original no longer has.
-const actions = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptChangeFrom | gomilter.OptRemoveRcpt
+// envelope sender (VERP, SMFIF_CHGFROM, protocol v6), the recipients the
+// original no longer has (those its copies took, and suppressed ones),
+// and the hold queue (SMFIR_QUARANTINE) for a message whose recipients
+// are all suppressed in a scope with suppressed_action = "hold".
+const actions = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptChangeFrom | gomilter.OptRemoveRcpt | gomilter.OptQuarantine
 
 // protocol asks Postfix not to wait for a reply to any event but the
 // end of the message (the SMFIP_NR_* flags): the milter decides only

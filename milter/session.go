@@ -55,6 +55,7 @@ type tx struct {
 	queueID string
 	p       *plan              // nil: pass the message unchanged
 	fail    *gomilter.Response // a decision taken at the end of the header, given at the end
+	hold    string             // put the message on hold (SMFIR_QUARANTINE) for this reason when it is accepted
 	body    io.Writer
 	bodyErr error
 }
@@ -149,6 +150,11 @@ func (c *session) EndOfMessage(m gomilter.Modifier) (*gomilter.Response, error) 
 		t.queueID = q
 	}
 	resp := c.s.finish(c, t, m)
+	if t.hold != "" && resp == gomilter.RespAccept {
+		if err := m.Quarantine(t.hold); err != nil {
+			resp = c.s.tempfail(t, "putting the message on hold: %v", err)
+		}
+	}
 	c.reset()
 	return resp, nil
 }

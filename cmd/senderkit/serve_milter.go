@@ -36,6 +36,7 @@ func (s *server) milterPart() *part {
 		return nil
 	}
 	log := s.logs.For("milter")
+	milterWarnings.Store(log)
 	pauses := &policyd.Pauses{}
 	srv := milter.New(milter.Options{
 		State: func() milter.State {
@@ -55,6 +56,7 @@ func (s *server) milterPart() *part {
 		counter{"senderkit_milter_discarded_total", "Retried submissions discarded because their copies were queued before.", &st.Discarded},
 		counter{"senderkit_milter_tempfailed_total", "Messages answered 4xx (store, key or table trouble).", &st.TempFailed},
 		counter{"senderkit_milter_rejected_total", "Messages answered 5xx (no From, a header too large).", &st.Rejected},
+		counter{"senderkit_milter_suppressed_total", "Recipients removed at the end of data because the suppression list covers them for the message's stream.", &st.Suppressed},
 		counter{"senderkit_milter_paused_total", "Messages of a paused scope deferred at the end of data (the stream header chose a paused stream).", &st.Paused},
 	)
 	return &part{"milter", func(ctx context.Context) error {

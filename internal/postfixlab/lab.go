@@ -479,6 +479,13 @@ func (l *Lab) run(name string, args ...string) ([]byte, error) {
 	return out, nil
 }
 
+// Release takes a message out of the hold queue (postsuper -H) so that it
+// is delivered.
+func (l *Lab) Release(queueID string) error {
+	_, err := l.run("postsuper", "-H", queueID)
+	return err
+}
+
 // mustLook returns the path of a Postfix command, or its bare name.
 func mustLook(name string) string {
 	if p, err := lookCmd(name); err == nil {
