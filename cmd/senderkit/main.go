@@ -19,13 +19,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	_ "time/tzdata" // warm-up time zones work where the system has no zoneinfo
+
+	gomilter "github.com/d--j/go-milter"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -66,10 +70,22 @@ func commands() map[string]command {
 	}
 }
 
+// milterWarnings is the log of the running milter, for go-milter's own
+// warnings (a connection lost mid-command, an unknown command), which
+// would otherwise go to the standard library's log, unstructured.
+var milterWarnings atomic.Pointer[slog.Logger]
+
 func main() {
 	// The store holds recipients' addresses and the key directory holds
 	// secrets: nothing senderkit creates is for other users to read.
 	syscall.Umask(0o027)
+	gomilter.LogWarning = func(format string, v ...any) {
+		if l := milterWarnings.Load(); l != nil {
+			l.Warn("milter protocol: " + fmt.Sprintf(format, v...))
+		} else {
+			fmt.Fprintf(os.Stderr, "senderkit: milter protocol: "+format+"\n", v...)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
