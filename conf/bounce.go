@@ -24,8 +24,9 @@ type Bounce struct {
 	UnsubscribePrefix string `toml:"unsubscribe_prefix"`
 	// ForwardTo is the role address that receives, intact, what reaches
 	// the bounce domain and is meant for a person: replies to the
-	// envelope sender, a feedback provider's administrative mail,
-	// messages that cannot be read. It must not be on the bounce domain.
+	// envelope sender, a feedback provider's administrative mail (what
+	// cannot be read goes to quarantine_dir instead). It must not be on
+	// the bounce domain.
 	// Default "postmaster@localhost".
 	ForwardTo string `toml:"forward_to"`
 	// ForwardRelay is the SMTP server ("IP:PORT") that forwarded mail is

@@ -154,7 +154,7 @@ func (s *Service) refreshFilter(ctx context.Context) {
 		err := s.Filter.Refresh(ctx, s.Store)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
-			s.Log.Error("the suppression filter cannot be refreshed; every recipient is looked up in the store until it can", "err", err)
+			s.Log.Error("the suppression filter cannot be refreshed; entries listed since its last refresh are not seen at RCPT until it is (the milter still looks every recipient up)", "err", err)
 			failing = true
 		case err == nil && failing:
 			s.Log.Info("the suppression filter is refreshed again")
