@@ -19,8 +19,10 @@ import (
 const bouncepipeUsage = `[-c FILE] SENDER RECIPIENT    (as Postfix's pipe(8) runs it)
        senderkit bouncepipe classify [-c FILE] FILE...
 
-Postfix's master.cf runs it for the bounce domain:
-  bouncepipe unix - n n - - pipe flags=Rq user=senderkit argv=/usr/local/bin/senderkit bouncepipe -c /etc/senderkit/senderkit.toml ${sender} ${recipient}
+Postfix's master.cf runs it for the bounce domain (contrib/postfix/bouncepipe.master.cf):
+  senderkit-bounce unix - n n - 4 pipe
+    flags=Rq user=senderkit size=52428800
+    argv=/usr/local/bin/senderkit bouncepipe -c /etc/senderkit/senderkit.toml ${sender} ${recipient}
 
 The message is read from standard input. The exit status is 0 when the
 message was handled (recorded, forwarded to the role address, or kept in
