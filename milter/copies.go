@@ -82,17 +82,21 @@ func (t *tickets) drop(tk string) {
 
 // fingerprint hashes a submission: the envelope sender, the header as
 // submitted and the body. It leaves out what differs between two
-// submissions of the same message: trace fields, and a Message-ID and
-// Date that Postfix made up because the message had none (Postfix's
-// Message-ID holds the queue ID, new for each submission).
+// submissions of the same message: trace fields, a Message-ID that
+// Postfix made up because the message had none (it holds the queue ID,
+// new for each submission), and the Date of any message with a
+// Message-ID: the application's Message-ID names its message, and a
+// Date that Postfix added (to a message from a local client that set
+// none) is new for each submission too.
 type fingerprint struct{ h hash.Hash }
 
 func newFingerprint(sender string, fs fields, queueID string) *fingerprint {
 	h := sha256.New()
 	h.Write([]byte("senderkit message v1\x00" + sender + "\x00"))
+	ids := fs.get("Message-ID")
 	postfixMade := false
 	if queueID != "" {
-		for _, v := range fs.get("Message-ID") {
+		for _, v := range ids {
 			if strings.Contains(v, "."+queueID+"@") {
 				postfixMade = true
 			}
@@ -102,8 +106,12 @@ func newFingerprint(sender string, fs fields, queueID string) *fingerprint {
 		switch strings.ToLower(f.name) {
 		case "received", "return-path", strings.ToLower(copyHeader):
 			continue
-		case "message-id", "date":
+		case "message-id":
 			if postfixMade {
+				continue
+			}
+		case "date":
+			if len(ids) > 0 {
 				continue
 			}
 		}

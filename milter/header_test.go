@@ -118,6 +118,21 @@ func TestFingerprint(t *testing.T) {
 	if own("1") == own("2") {
 		t.Error("messages with different Message-IDs share a fingerprint")
 	}
+	// A message with its own Message-ID and no Date, retried: Postfix
+	// gives each submission a Date of its own.
+	dated := func(qid, date string) string {
+		return key("s@example.com", qid, append(append(fields(nil), base...), field{"Message-ID", " <7@example.com>"}, field{"Date", " " + date}), "body\r\n")
+	}
+	if dated("DDD444", "Mon, 23 Nov 2026 15:00:00") != dated("EEE555", "Mon, 23 Nov 2026 15:05:00") {
+		t.Error("a retry of a message with its own Message-ID differs by the Date Postfix added")
+	}
+	// Without a Message-ID, the Date is all that tells two messages apart.
+	undated := func(date string) string {
+		return key("s@example.com", "", append(append(fields(nil), base...), field{"Date", " " + date}), "body\r\n")
+	}
+	if undated("Mon, 23 Nov 2026 15:00:00") == undated("Tue, 24 Nov 2026 15:00:00") {
+		t.Error("two messages with no Message-ID and different Dates share a fingerprint")
+	}
 }
 
 func TestSubmitHelpers(t *testing.T) {
