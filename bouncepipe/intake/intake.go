@@ -386,6 +386,10 @@ func (p *processing) returned(ctx context.Context) error {
 			}
 		}
 		return p.forward(ctx)
+	case bouncepipe.Unsubscribe:
+		// A request to be removed (Apple Mail's) sent to the envelope
+		// sender rather than to the List-Unsubscribe address.
+		return p.unsubscribe(ctx, "mail to the return path")
 	case bouncepipe.AutoReply:
 		if p.attr == nil {
 			return p.unattributed(ctx, "auto-reply "+rep.AutoReply, nil)

@@ -371,6 +371,26 @@ func TestUnsubscribeByMail(t *testing.T) {
 	}
 }
 
+// An unsubscribe request that reaches the VERP address (Apple Mail
+// sends its own to whatever address it finds) unsubscribes; it is no
+// bounce, and leaves the copy's bounce key free for a real bounce.
+func TestUnsubscribeToReturnPath(t *testing.T) {
+	e := newEnv(t)
+	tok := e.send("globex", "bulk", "apple@dest.example")
+	msg := "From: apple@dest.example\nTo: b+" + tok + "@bounces.example.test\nSubject: Unsubscribe\nX-Apple-Unsubscribe: true\n\nunsubscribe\n"
+	if _, err := e.process("b+"+tok+"@bounces.example.test", "apple@dest.example", msg); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := e.suppressed("globex", "apple@dest.example"); !ok || s.Reason != store.Unsubscribe {
+		t.Fatalf("not unsubscribed: %+v", s)
+	}
+	for _, ev := range e.events(store.EventFilter{Address: "apple@dest.example"}) {
+		if ev.Type != store.Unsubscribed {
+			t.Errorf("event %s %q, want only the unsubscribe", ev.Type, ev.Key)
+		}
+	}
+}
+
 func TestMailForAPersonIsForwarded(t *testing.T) {
 	e := newEnv(t)
 	tok := e.send("acme", "news", "carol@dest.example")
