@@ -153,6 +153,9 @@ func (p *processing) run(ctx context.Context) (Outcome, error) {
 	if err := p.attribute(ctx); err != nil {
 		return p.out, err
 	}
+	if err := p.checkReported(ctx); err != nil {
+		return p.out, err
+	}
 
 	switch {
 	case p.role == roleUnsubscribe && rep.Kind != bouncepipe.AutoReply && rep.Kind != bouncepipe.Bounce:
@@ -263,17 +266,58 @@ func (p *processing) attribute(ctx context.Context) error {
 }
 
 // recipient returns the address to act on: the one the token's send
-// names, else the one the report names.
+// names, else the one the report names (see checkReported), never a
+// domain pattern ("*@example.com" would suppress a whole domain).
 func (p *processing) recipient(rec *bouncepipe.Record) string {
 	if p.attr != nil && p.attr.send.Recipient != "" {
 		return p.attr.send.Recipient
 	}
 	if rec != nil && rec.Recipient != "" {
-		if a, err := addr.Normalize(rec.Recipient, addr.Options{CaseSensitiveLocal: p.in.Config.Addresses.CaseSensitiveLocal}); err == nil {
+		a, err := addr.Normalize(rec.Recipient, addr.Options{CaseSensitiveLocal: p.in.Config.Addresses.CaseSensitiveLocal})
+		if err == nil && !addr.IsDomainPattern(a) {
 			return a
 		}
 	}
 	return ""
+}
+
+// checkReported keeps, of the recipients a report names, only those the
+// attributed send went to, when the send names no recipient itself: a
+// message-level token (transactional mail to several recipients, or
+// bulk mail with no copy service) is in the Return-Path every one of
+// them sees, and a send row may be gone. Anyone holding such a token
+// could otherwise have any address suppressed by naming it in a made-up
+// report. The proof is Postfix's log: the log follower records every
+// delivery, deferral and bounce of the send with its recipient.
+func (p *processing) checkReported(ctx context.Context) error {
+	if p.attr == nil || p.attr.send.Recipient != "" {
+		return nil
+	}
+	for i := range p.rep.Records {
+		rec := &p.rep.Records[i]
+		a := p.recipient(rec)
+		if a == "" {
+			continue
+		}
+		seen := false
+		err := p.in.Store.Events(ctx, store.EventFilter{SendID: p.attr.tok.SendID, Address: a,
+			Types: []store.EventType{store.Delivered, store.Deferred, store.Bounced, store.SenderProblem}},
+			func(ev store.Event) error {
+				if ev.Source == "log" && ev.Address == a {
+					seen = true
+				}
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrTemporary, err)
+		}
+		if !seen {
+			p.log.Warn("the report names a recipient Postfix's log does not show this send went to; it is not acted on",
+				"send", p.attr.tok.SendID, "named", a)
+			rec.Recipient = ""
+		}
+	}
+	return nil
 }
 
 // event starts an event about the attributed copy.

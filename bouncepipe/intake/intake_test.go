@@ -249,6 +249,44 @@ func TestHardBounceSuppressesOnce(t *testing.T) {
 	}
 }
 
+// A message-level token (one token for every recipient of a
+// transactional message) is in the Return-Path all of them see. A report
+// to it is acted on only for an address Postfix's log shows the send
+// went to, and never for a domain pattern: a made-up DSN cannot have
+// strangers, or a whole domain, suppressed.
+func TestMessageLevelTokenNamesNoStranger(t *testing.T) {
+	e := newEnv(t)
+	tok := e.send("acme", "receipts", "") // to ann and bob, one token
+	verp := "b+" + tok + "@bounces.example.test"
+	var sendID uint64 = e.next
+	for _, a := range []string{"ann@dest.example", "bob@dest.example"} {
+		ev := store.Event{At: e.clock, Type: store.Delivered, Scope: "acme", Stream: "receipts", Address: a, SendID: sendID, Source: "log",
+			Key: store.DeliveryKey(sendID, a)}
+		if _, err := e.store.Record(context.Background(), ev, store.Change{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, victim := range []string{"victim@dest.example", "*@dest.example"} {
+		out, err := e.process(verp, "MAILER-DAEMON", dsn(verp, victim, "5.1.1", "550 5.1.1 user unknown"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Action != "unattributed" {
+			t.Errorf("a report naming %s: %+v, want it unattributed", victim, out)
+		}
+		if _, ok := e.suppressed("acme", "victim@dest.example"); ok {
+			t.Errorf("a report naming %s suppressed victim@dest.example", victim)
+		}
+	}
+	// Bob, whom the send went to: suppressed.
+	if _, err := e.process(verp, "MAILER-DAEMON", dsn(verp, "bob@dest.example", "5.1.1", "550 5.1.1 user unknown")); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := e.suppressed("acme", "bob@dest.example"); !ok || s.Reason != store.HardBounce {
+		t.Errorf("bob not suppressed: %+v", s)
+	}
+}
+
 func TestSoftBounceThresholds(t *testing.T) {
 	e := newEnv(t)
 	day := 24 * time.Hour
