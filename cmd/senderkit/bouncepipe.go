@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/senderkit/senderkit/bouncepipe"
@@ -16,13 +17,13 @@ import (
 	"github.com/senderkit/senderkit/internal/token"
 )
 
-const bouncepipeUsage = `[-c FILE] SENDER RECIPIENT    (as Postfix's pipe(8) runs it)
+const bouncepipeUsage = `[-c FILE] [-queue-id ID] SENDER RECIPIENT    (as Postfix's pipe(8) runs it)
        senderkit bouncepipe classify [-c FILE] FILE...
 
 Postfix's master.cf runs it for the bounce domain (contrib/postfix/bouncepipe.master.cf):
   senderkit-bounce unix - n n - 4 pipe
     flags=Rq user=senderkit size=52428800
-    argv=/usr/local/bin/senderkit bouncepipe -c /etc/senderkit/senderkit.toml ${sender} ${recipient}
+    argv=/usr/local/bin/senderkit bouncepipe -c /etc/senderkit/senderkit.toml -queue-id ${queue_id} ${sender} ${recipient}
 
 The message is read from standard input. The exit status is 0 when the
 message was handled (recorded, forwarded to the role address, or kept in
@@ -37,13 +38,21 @@ mailbox (mbox) is read message by message.`
 // (command_time_limit, default 1000s).
 const bouncepipeTimeout = 2 * time.Minute
 
-func (c *cli) bouncepipe(args []string) int {
+func (c *cli) bouncepipe(args []string) (status int) {
 	if len(args) > 0 && args[0] == "classify" {
 		return c.classify(args[1:])
 	}
+	// pipe(8) takes any status but 0 and 75 (and a few others) as a
+	// permanent failure and bounces the bounce: a bug must not do that.
+	defer func() {
+		if r := recover(); r != nil {
+			status = c.tempfail("internal error: %v\n%s", r, debug.Stack())
+		}
+	}()
 	fs := c.newFlags("bouncepipe", bouncepipeUsage)
 	var cf configFlags
 	cf.register(fs)
+	queueID := fs.String("queue-id", "", "Postfix's queue ID of the message (${queue_id} in master.cf), for the log")
 	pos, code, ok := parseOrUsage(fs, args)
 	if !ok {
 		// A broken master.cf line: keep the mail while the admin looks.
@@ -71,6 +80,9 @@ func (c *cli) bouncepipe(args []string) int {
 	}
 	logs.Apply(lc)
 	log := logs.For("bouncepipe")
+	if *queueID != "" {
+		log = log.With("queue_id", *queueID)
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, bouncepipeTimeout)
 	defer cancel()
 

@@ -187,7 +187,7 @@ func (w *pipeWorld) lab(handler postfixlab.RcptHandler, keepQueue ...bool) *post
 			Domain:  "bounces.example.test",
 			User:    "nobody",
 			Flags:   "Rq",
-			Argv:    []string{buildBinary(w.t), "bouncepipe", "-c", w.cfgPath, "${sender}", "${recipient}"},
+			Argv:    []string{buildBinary(w.t), "bouncepipe", "-c", w.cfgPath, "-queue-id", "${queue_id}", "${sender}", "${recipient}"},
 		}},
 		Main: main,
 	})
@@ -506,5 +506,21 @@ func TestBouncepipeMemoryBounded(t *testing.T) {
 	}
 	if _, ok := w.lookup("acme", "big@dest.example"); !ok {
 		t.Error("the large bounce was not recorded")
+	}
+}
+
+// The bounce pipe's log lines carry the queue ID pipe(8) passes
+// (-queue-id ${queue_id}), so that they can be matched to Postfix's.
+func TestBouncepipeLogsQueueID(t *testing.T) {
+	w := newPipeWorld(t, "", "127.0.0.1:1")
+	verp := "b+" + strings.Repeat("a", 42) + "@bounces.example.test" // no token of ours: a warning
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"bouncepipe", "-c", w.cfgPath, "-queue-id", "4QUEUEID77", "MAILER-DAEMON", verp},
+		strings.NewReader(dsnFor(verp, "x@dest.example")), &out, &errb)
+	if code != exitOK {
+		t.Fatalf("bouncepipe: exit %d\n%s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "level=WARN") || !strings.Contains(errb.String(), "queue_id=4QUEUEID77") {
+		t.Errorf("the warning does not carry the queue ID:\n%s", errb.String())
 	}
 }
