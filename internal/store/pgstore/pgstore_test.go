@@ -113,7 +113,7 @@ func TestUpgradeFrom1(t *testing.T) {
 
 	d := open(t, dsn, Options{Relay: "mx1"})
 	defer d.Close()
-	if v, err := d.Version(ctx); err != nil || v != len(migrations) || v != 3 {
+	if v, err := d.Version(ctx); err != nil || v != len(migrations) || v != 4 {
 		t.Fatalf("schema version %d (%v), want %d", v, err, len(migrations))
 	}
 	if id, err := d.ID(ctx, store.ScopeName, "acme"); err != nil || id != 2 {

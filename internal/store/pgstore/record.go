@@ -185,8 +185,6 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 			return d.unsuppressTx(ctx, tx, ch, n, &res)
 		case store.CountSoftBounce:
 			return d.softBounceTx(ctx, tx, ev, res.EventID, ch, n, &res)
-		case store.ResetStreak:
-			return d.resetStreakTx(ctx, tx, ch, n, &res)
 		case store.PauseScope:
 			return d.pauseTx(ctx, tx, res.EventID, n, &res)
 		case store.ResumeScope:
@@ -201,10 +199,16 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 }
 
 // appendEventSQL appends an event and, when $17 is true, ends the
-// soft-bounce streak of address $19 in scope $18; the streak is left
+// soft-bounce streak of address $19 in scope $18 with the delivery of
+// the event's send ($6): its sends are marked as ended by that one (see
+// migration 4), which takes over the marks of earlier deliveries too;
+// the count is of the sends that were in the streak. The streak is left
 // alone when the event's key was taken (no row is returned then).
 const appendEventSQL = `WITH ev AS (` + insertEventSQL + `),
-reset AS (DELETE FROM bounce_streaks WHERE $17 AND scope_id = $18 AND address = $19 AND EXISTS (SELECT 1 FROM ev) RETURNING 1)
+reset AS (UPDATE bounce_streaks SET reset_by = coalesce($6, 0) WHERE $17 AND scope_id = $18 AND address = $19 AND reset_by IS NULL
+	AND EXISTS (SELECT 1 FROM ev) RETURNING 1),
+taken AS (UPDATE bounce_streaks SET reset_by = coalesce($6, 0) WHERE $17 AND scope_id = $18 AND address = $19 AND reset_by IS NOT NULL
+	AND EXISTS (SELECT 1 FROM ev) RETURNING 1)
 SELECT id, (SELECT count(*) FROM reset) FROM ev`
 
 // appendEvent records an event whose change reads nothing first (NoOp,
@@ -341,14 +345,21 @@ func (d *DB) unsuppressTx(ctx context.Context, tx pgx.Tx, ch store.Change, n ids
 }
 
 func (d *DB) softBounceTx(ctx context.Context, tx pgx.Tx, ev store.Event, eventID int64, ch store.Change, n ids, res *store.Result) error {
-	_, err := tx.Exec(ctx, "INSERT INTO bounce_streaks (scope_id, address, send_id, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+	// This send's own delivery did not deliver after all: what it ended
+	// is the streak again.
+	_, err := tx.Exec(ctx, "UPDATE bounce_streaks SET reset_by = NULL WHERE scope_id = $1 AND address = $2 AND reset_by = $3",
+		int64(n.scope), ch.Address, int64(ev.SendID))
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO bounce_streaks (scope_id, address, send_id, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
 		int64(n.scope), ch.Address, int64(ev.SendID), ev.At.Unix())
 	if err != nil {
 		return err
 	}
 	var count int
 	var first, last int64
-	err = tx.QueryRow(ctx, "SELECT count(*), min(at), max(at) FROM bounce_streaks WHERE scope_id = $1 AND address = $2",
+	err = tx.QueryRow(ctx, "SELECT count(*), coalesce(min(at), 0), coalesce(max(at), 0) FROM bounce_streaks WHERE scope_id = $1 AND address = $2 AND reset_by IS NULL",
 		int64(n.scope), ch.Address).Scan(&count, &first, &last)
 	if err != nil {
 		return err
@@ -360,18 +371,6 @@ func (d *DB) softBounceTx(ctx context.Context, tx pgx.Tx, ev store.Event, eventI
 	sup := ch
 	sup.Op, sup.Reason = store.Suppress, store.SoftBounce
 	return d.suppressTx(ctx, tx, ev.At, eventID, sup, n, res)
-}
-
-func (d *DB) resetStreakTx(ctx context.Context, tx pgx.Tx, ch store.Change, n ids, res *store.Result) error {
-	if !n.found {
-		return nil
-	}
-	ct, err := tx.Exec(ctx, "DELETE FROM bounce_streaks WHERE scope_id = $1 AND address = $2", int64(n.scope), ch.Address)
-	if err != nil {
-		return err
-	}
-	res.Changed = ct.RowsAffected() > 0
-	return nil
 }
 
 // pauseTx puts the change's scope on hold with event eventID as the

@@ -127,4 +127,10 @@ CREATE TABLE warmup_days (
 	`
 CREATE INDEX events_resumes ON events (id) WHERE type = 'scope-resumed';
 `,
+	// 4: SQLite's version 8: a delivery ends a soft-bounce streak by
+	// marking its sends with the delivered send, which a later bounce of
+	// that very send undoes.
+	`
+ALTER TABLE bounce_streaks ADD COLUMN reset_by bigint; -- NULL: in the streak
+`,
 }

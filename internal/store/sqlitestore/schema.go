@@ -154,4 +154,11 @@ CREATE TABLE warmup_days (
 CREATE INDEX sends_at ON sends (at);
 CREATE INDEX events_resumes ON events (id) WHERE type = 'scope-resumed';
 `,
+	// 8: a delivery ends a soft-bounce streak by marking its sends with
+	// the delivered send (reset_by), not by deleting them: when that
+	// send bounces later after all (the remote accepted it, then
+	// returned it), the streak it ended is whole again.
+	`
+ALTER TABLE bounce_streaks ADD COLUMN reset_by INTEGER; -- NULL: in the streak
+`,
 }

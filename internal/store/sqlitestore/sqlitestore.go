@@ -722,7 +722,7 @@ func (d *DB) Record(ctx context.Context, ev store.Event, ch store.Change) (store
 		case store.CountSoftBounce:
 			return d.softBounceTx(ctx, tx, ev, id, ch, &res, &pend)
 		case store.ResetStreak:
-			return d.resetStreakTx(ctx, tx, ch, &res)
+			return d.resetStreakTx(ctx, tx, ev, ch, &res)
 		case store.PauseScope:
 			return d.pauseTx(ctx, tx, id, ch, &res, &pend)
 		case store.ResumeScope:
@@ -853,6 +853,13 @@ func (d *DB) softBounceTx(ctx context.Context, tx *sql.Tx, ev store.Event, event
 	if err != nil {
 		return err
 	}
+	// This send's own delivery did not deliver after all: what it ended
+	// is the streak again.
+	_, err = tx.ExecContext(ctx, "UPDATE bounce_streaks SET reset_by = NULL WHERE scope_id = ? AND address = ? AND reset_by = ?",
+		sc, ch.Address, int64(ev.SendID))
+	if err != nil {
+		return err
+	}
 	_, err = tx.ExecContext(ctx, "INSERT INTO bounce_streaks (scope_id, address, send_id, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
 		sc, ch.Address, int64(ev.SendID), ev.At.Unix())
 	if err != nil {
@@ -860,7 +867,7 @@ func (d *DB) softBounceTx(ctx context.Context, tx *sql.Tx, ev store.Event, event
 	}
 	var n int
 	var first, last int64
-	err = tx.QueryRowContext(ctx, "SELECT count(*), min(at), max(at) FROM bounce_streaks WHERE scope_id = ? AND address = ?", sc, ch.Address).
+	err = tx.QueryRowContext(ctx, "SELECT count(*), coalesce(min(at), 0), coalesce(max(at), 0) FROM bounce_streaks WHERE scope_id = ? AND address = ? AND reset_by IS NULL", sc, ch.Address).
 		Scan(&n, &first, &last)
 	if err != nil {
 		return err
@@ -874,18 +881,24 @@ func (d *DB) softBounceTx(ctx context.Context, tx *sql.Tx, ev store.Event, event
 	return d.suppressTx(ctx, tx, ev.At, eventID, sup, res, pend)
 }
 
-func (d *DB) resetStreakTx(ctx context.Context, tx *sql.Tx, ch store.Change, res *store.Result) error {
+// resetStreakTx ends the streak with the delivery of send ev.SendID: its
+// sends are marked as ended by that one (see migration 8), which takes
+// over the marks of earlier deliveries too.
+func (d *DB) resetStreakTx(ctx context.Context, tx *sql.Tx, ev store.Event, ch store.Change, res *store.Result) error {
 	sc, ok, err := d.findID(ctx, tx, store.ScopeName, ch.Scope)
 	if err != nil || !ok {
 		return err
 	}
-	r, err := tx.ExecContext(ctx, "DELETE FROM bounce_streaks WHERE scope_id = ? AND address = ?", sc, ch.Address)
+	r, err := tx.ExecContext(ctx, "UPDATE bounce_streaks SET reset_by = ? WHERE scope_id = ? AND address = ? AND reset_by IS NULL",
+		int64(ev.SendID), sc, ch.Address)
 	if err != nil {
 		return err
 	}
 	n, _ := r.RowsAffected()
 	res.Changed = n > 0
-	return nil
+	_, err = tx.ExecContext(ctx, "UPDATE bounce_streaks SET reset_by = ? WHERE scope_id = ? AND address = ? AND reset_by IS NOT NULL",
+		int64(ev.SendID), sc, ch.Address)
+	return err
 }
 
 // pauseTx puts ch.Scope on hold with event eventID as the cause, unless

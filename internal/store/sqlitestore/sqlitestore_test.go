@@ -141,7 +141,7 @@ func TestUpgradeFrom5(t *testing.T) {
 	d := open(t, path, Options{})
 	defer d.Close()
 	var v int
-	if err := d.r.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != len(migrations) || v != 7 {
+	if err := d.r.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != len(migrations) || v != 8 {
 		t.Fatalf("schema version %d (%v), want %d", v, err, len(migrations))
 	}
 	if id, err := d.ID(ctx, store.ScopeName, "acme"); err != nil || id != 2 {

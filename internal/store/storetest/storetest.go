@@ -37,6 +37,7 @@ func Run(t *testing.T, open Opener) {
 		{"UnsuppressKeepsHistory", testUnsuppress},
 		{"SoftBounceStreak", testSoftBounceStreak},
 		{"DeliveryAgain", testDeliveryAgain},
+		{"DeliveredThenBounced", testDeliveredThenBounced},
 		{"SendDays", testSendDays},
 		{"CountEvents", testCountEvents},
 		{"Import", testImport},
@@ -464,6 +465,52 @@ func testDeliveryAgain(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Record(ctx, def, store.Change{}); !errors.Is(err, store.ErrDuplicate) {
 		t.Errorf("the same deferral again: %v, want ErrDuplicate", err)
+	}
+}
+
+// testDeliveredThenBounced: a remote that accepts a copy and returns it
+// later (a full mailbox it finds only at delivery) logs a delivery, then
+// sends a soft bounce for the same send. That delivery must not end the
+// streak: each week's copy "delivered" then bounced still adds up to a
+// suppression. A delivery that stays one ends the streak.
+func testDeliveredThenBounced(t *testing.T, s store.Store) {
+	a := "gail@example.com"
+	day := 24 * time.Hour
+	soft := store.Change{Op: store.CountSoftBounce, Scope: "acme", Address: a, TTL: 30 * day, MinBounces: 2, MinSpan: 14 * day}
+	delivered := func(send uint64, at time.Time) store.Result {
+		ev := store.Event{At: at, Type: store.Delivered, Scope: "acme", Address: a, SendID: send, Source: "log", Key: store.DeliveryKey(send, a)}
+		return get(s.Record(ctx, ev, store.Change{Op: store.ResetStreak, Scope: "acme", Address: a}))(t)
+	}
+	bounced := func(send uint64, at time.Time) store.Result {
+		ev := store.Event{At: at, Type: store.Bounced, Scope: "acme", Address: a, SendID: send, Reason: "mailboxfull", Status: "4.2.2", Source: "bouncepipe"}
+		return get(s.Record(ctx, ev, soft))(t)
+	}
+	for w := range 3 {
+		send := uint64(10 + w)
+		at := t0.Add(time.Duration(w) * 7 * day)
+		delivered(send, at)
+		r := bounced(send, at.Add(time.Hour))
+		if r.Streak.Sends != w+1 {
+			t.Fatalf("week %d: streak %+v, want %d sends: a delivery its own bounce followed ended it", w, r.Streak, w+1)
+		}
+		if w == 2 && (!r.Changed || r.Entry.Reason != store.SoftBounce) {
+			t.Errorf("three weekly copies, each accepted then returned, over 14 days: not suppressed: %+v", r)
+		}
+	}
+	// A delivery that is not followed by its bounce ends the streak.
+	b := "hal@example.com"
+	soft.Address = b
+	ev := func(typ store.EventType, send uint64, at time.Time) store.Event {
+		return store.Event{At: at, Type: typ, Scope: "acme", Address: b, SendID: send, Source: "log", Reason: "mailboxfull", Key: fmt.Sprintf("%s/%d", typ, send)}
+	}
+	get(s.Record(ctx, ev(store.Bounced, 20, t0), soft))(t)
+	r := get(s.Record(ctx, ev(store.Delivered, 21, t0.Add(7*day)), store.Change{Op: store.ResetStreak, Scope: "acme", Address: b}))(t)
+	if !r.Changed {
+		t.Errorf("a delivery ended no streak: %+v", r)
+	}
+	r = get(s.Record(ctx, ev(store.Bounced, 22, t0.Add(14*day)), soft))(t)
+	if r.Streak.Sends != 1 || r.Changed {
+		t.Errorf("after a delivery that stayed one: %+v, want a new streak of 1", r)
 	}
 }
 
