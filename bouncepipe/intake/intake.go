@@ -408,6 +408,9 @@ func (p *processing) complaint(ctx context.Context) error {
 	if p.role == roleOther {
 		ev.Source = "complaint:" + p.env.Recipient // forwarded by a person to abuse@ and the like
 	}
+	// Keyed by the copy, not by the message's bytes: the same report
+	// delivered again carries a new Received field.
+	ev.Key = store.ComplaintKey(ev.SendID, rcpt, ev.FeedbackType)
 	p.out.Recipient = rcpt
 	if err := p.record(p.rules().Complaint(ctx, ev)); err != nil {
 		return err

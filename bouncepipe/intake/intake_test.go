@@ -382,6 +382,15 @@ func TestComplaintFromFeedbackLoop(t *testing.T) {
 	if len(evs) != 1 || evs[0].Source != "fbl:Yahoo" || evs[0].FeedbackType != "abuse" || evs[0].ReportingMTA != "feedback.yahoo.example" {
 		t.Errorf("complaint event = %+v", evs)
 	}
+	// The provider sends the same report again (our reply to it was
+	// lost): our Postfix adds a Received field of its own; one complaint.
+	again := "Received: from mx.yahoo.example by bounces.example.test; Mon, 2 Nov 2026 10:05:00 +0000\n" + arf(tok, "abuse")
+	if out, err := e.process("fbl-yahoo@bounces.example.test", "", again); err != nil || out.Duplicates != 1 || out.Events != 0 {
+		t.Errorf("the same report again: %+v %v, want a duplicate", out, err)
+	}
+	if n := len(e.events(store.EventFilter{Address: "angry@yahoo.example"})); n != 1 {
+		t.Errorf("%d complaint events after the report came again, want 1", n)
+	}
 	// A complaint about a transactional stream is recorded, not acted on.
 	tok = e.send("acme", "receipts", "buyer@yahoo.example")
 	e.process("fbl-yahoo@bounces.example.test", "", arf(tok, "abuse"))

@@ -324,6 +324,13 @@ func BounceKey(sendID uint64, recipient string) string {
 	return fmt.Sprintf("bounced/%d/%s", sendID, recipient)
 }
 
+// ComplaintKey is the Event.Key of a complaint about a copy: a feedback
+// loop that sends its report again (its first delivery's reply lost)
+// counts once.
+func ComplaintKey(sendID uint64, recipient, feedbackType string) string {
+	return fmt.Sprintf("complaint/%d/%s/%s", sendID, recipient, feedbackType)
+}
+
 // DayCount is what became of the copies one stream of one scope sent on
 // one day (UTC). Each copy counts at most once per column, and is
 // counted on the day it was sent, whenever its events were reported
