@@ -26,7 +26,8 @@ package milter
 // and the ratios between configurations, each the median of the
 // ratios within a round, then the live heap per message in progress.
 // SENDERKIT_BENCH_ONLY=regexp runs only the configurations it matches,
-// and reports no ratios (for profiling: add -cpuprofile).
+// and reports no ratios (for profiling: add -cpuprofile), then the live
+// heap.
 // SENDERKIT_BENCH_SYNC=normal runs senderkit's store with
 // synchronous=normal (see store.synchronous) instead of full.
 
@@ -208,9 +209,28 @@ func BenchmarkPostfix(b *testing.B) {
 				r+1, c.name, res.rate, res.acceptRate, res.cpuMS, res.selfMS, perCommit)
 		}
 	}
-	if only != "" {
-		return
+	if only == "" {
+		reportRatios(b, configs, runs, floors, rounds)
 	}
+	b.ReportMetric(0, "ns/op")
+
+	// Memory: the live heap (after a GC) while benchSessions messages are
+	// in the milter at once, per message. Deliveries wait meanwhile (the
+	// relay refuses connections): the sink, in this process too, would
+	// hold what it receives.
+	e.setSigningTable("*@example.com rsa\n")
+	e.lab.Postconf("smtpd_milters="+sk, "relayhost=[127.0.0.1]:9")
+	e.lab.Reload()
+	for _, size := range []int{2000, 200 << 10} {
+		newMessage(msgFile, size)
+		per := liveHeapPerMessage(b, e, msgFile, 400)
+		fmt.Printf("senderkit, %d-byte messages, %d at once: %.1f KB of live heap per message in progress\n", size, benchSessions, per/1024)
+	}
+}
+
+// reportRatios prints each configuration's median rate and the ratios
+// between them, each the median of the ratios within a round.
+func reportRatios(b *testing.B, configs []struct{ name, milter, signingTable string }, runs map[string][]benchResult, floors []string, rounds int) {
 	// ratio returns the median over the rounds of a's rate over b's.
 	ratio := func(a, b string) float64 {
 		var rs []float64
@@ -248,20 +268,6 @@ func BenchmarkPostfix(b *testing.B) {
 		ratio("postfix+noop-gomilter-senderkit-edits", floorName), ratio("postfix+senderkit", "postfix+noop-gomilter-senderkit-edits"))
 	b.ReportMetric(vsDKIM, "x-opendkim")
 	b.ReportMetric(vsFloor, "x-floor")
-	b.ReportMetric(0, "ns/op")
-
-	// Memory: the live heap (after a GC) while benchSessions messages are
-	// in the milter at once, per message. Deliveries wait meanwhile (the
-	// relay refuses connections): the sink, in this process too, would
-	// hold what it receives.
-	e.setSigningTable("*@example.com rsa\n")
-	e.lab.Postconf("smtpd_milters="+sk, "relayhost=[127.0.0.1]:9")
-	e.lab.Reload()
-	for _, size := range []int{2000, 200 << 10} {
-		newMessage(msgFile, size)
-		per := liveHeapPerMessage(b, e, msgFile, 400)
-		fmt.Printf("senderkit, %d-byte messages, %d at once: %.1f KB of live heap per message in progress\n", size, benchSessions, per/1024)
-	}
 }
 
 // runs makes each run's message new: smtp-source numbers its recipients
