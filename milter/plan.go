@@ -139,6 +139,21 @@ func (s *Server) plan(ctx context.Context, c *session, t *tx) (*plan, *gomilter.
 	return p, nil
 }
 
+// leftAsItCame reports whether the milter changes nothing in a message
+// whatever its header holds: it belongs to no scope (or has the null
+// sender), and no signing rule matches its From.
+func (s *Server) leftAsItCame(c *session, t *tx) bool {
+	if t.sender != "" && t.st.Config.ScopeFor(conf.Envelope{SASLUser: t.authUser, Sender: t.sender, Client: c.client, Daemon: c.daemon}) != nil {
+		return false
+	}
+	a, err := parseFrom(t.froms, false)
+	if err != nil || t.st.DKIM == nil {
+		return true
+	}
+	choices, _, err := t.st.DKIM.Select(a.user, a.domain)
+	return err == nil && len(choices) == 0
+}
+
 // planScoped plans the work on mail of a scope: stream, token, VERP,
 // headers, and whether to split it into copies.
 func (s *Server) planScoped(ctx context.Context, c *session, t *tx, p *plan, a author) *gomilter.Response {

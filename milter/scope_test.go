@@ -121,3 +121,38 @@ func TestRefusedAndTempfailed(t *testing.T) {
 		t.Errorf("%d refused messages reached the sink", n)
 	}
 }
+
+// A header too large for the milter to hold (more than maxHeaderFields
+// fields) is refused when the milter must sign or mark the message, and
+// passes as it came when it would have changed nothing anyway.
+func TestHeaderTooLarge(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	big := func(from string) []byte {
+		var b strings.Builder
+		fmt.Fprintf(&b, "From: <%s>\r\nTo: <a@dest.example>\r\nSubject: many fields\r\nMessage-ID: <many@x.example>\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\n", from)
+		for i := range maxHeaderFields + 10 {
+			fmt.Fprintf(&b, "X-Filler-%d: %d\r\n", i, i)
+		}
+		b.WriteString("\r\nbody\r\n")
+		return []byte(b.String())
+	}
+	for _, c := range []struct{ sender, from string }{
+		{"news@example.com", "news@example.com"},      // in scope
+		{"app@elsewhere.example", "news@example.com"}, // out of scope, but signed
+	} {
+		err := e.lab.Send(c.sender, []string{"a@dest.example"}, big(c.from))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 552 || !strings.Contains(se.Message, "message header larger than") {
+			t.Errorf("%s / From %s: %v, want 552 5.3.4", c.sender, c.from, err)
+		}
+	}
+	// Out of scope and no signing rule: left as it came.
+	body := big("app@elsewhere.example")
+	if err := e.lab.Send("app@elsewhere.example", []string{"b@dest.example"}, body); err != nil {
+		t.Fatalf("out of scope, unsigned: %v", err)
+	}
+	m := e.lab.Sink.Wait(t, 1, wait)[0]
+	if rest := withoutOwnReceived(t, m.Data); !bytes.Equal(rest, body) {
+		t.Errorf("changed in transit (%d bytes, sent %d)", len(rest), len(body))
+	}
+}

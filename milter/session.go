@@ -51,6 +51,7 @@ type tx struct {
 	fields   fields
 	hdrBytes int
 	tooBig   bool
+	froms    fields // the From fields, kept even when the header is too big to keep
 
 	queueID string
 	p       *plan              // nil: pass the message unchanged
@@ -98,7 +99,13 @@ func (c *session) RcptTo(to, esmtpArgs string, m gomilter.Modifier) (*gomilter.R
 
 func (c *session) Header(name, value string, m gomilter.Modifier) (*gomilter.Response, error) {
 	t := c.tx
-	if t == nil || t.tooBig {
+	if t == nil {
+		return gomilter.RespContinue, nil
+	}
+	if strings.EqualFold(name, "From") && len(t.froms) < 10 && len(value) < 4096 {
+		t.froms = append(t.froms, field{name, value})
+	}
+	if t.tooBig {
 		return gomilter.RespContinue, nil
 	}
 	t.hdrBytes += len(name) + len(value) + 3
@@ -119,7 +126,11 @@ func (c *session) Headers(m gomilter.Modifier) (*gomilter.Response, error) {
 	}
 	t.queueID = m.Get(gomilter.MacroQueueId)
 	if t.tooBig {
-		t.fail = c.s.reject(t, 552, "5.3.4", "message header larger than %d KiB or %d fields", maxHeaderBytes>>10, maxHeaderFields)
+		// Mail the milter would leave as it came passes all the same;
+		// mail it must sign or mark cannot be, without its header.
+		if !c.s.leftAsItCame(c, t) {
+			t.fail = c.s.reject(t, 552, "5.3.4", "message header larger than %d KiB or %d fields", maxHeaderBytes>>10, maxHeaderFields)
+		}
 		return gomilter.RespContinue, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.st.Config.Milter.StoreTimeout.D())
