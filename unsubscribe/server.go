@@ -91,14 +91,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	client := clientAddr(r, &cfg.HTTP)
 	log := s.Log.With("client", client.String(), "method", r.Method)
-	if !s.limits.allow(client, cfg.HTTP.RatePerMinute, s.now(), 1) {
+	// The allowance stops a client guessing links. A link that verifies
+	// is served whatever the client's allowance: a mailbox provider
+	// posts the one-click requests of many users from few addresses,
+	// and RFC 8058 expects a 2xx; a bad link or two among them must not
+	// cost a user the unsubscribe.
+	limited := !s.limits.allow(client, cfg.HTTP.RatePerMinute, s.now(), 1)
+	tooMany := func() {
 		s.stats.RateLimited.Add(1)
 		h.Set("Retry-After", "60")
 		s.page(w, http.StatusTooManyRequests, pageData{Title: "Too many requests", Message: "Too many requests from your address. Please try again in a minute."})
-		return
 	}
 	tokText, ok := strings.CutPrefix(r.URL.Path, cfg.HTTP.Path())
 	if !ok || tokText == "" || strings.Contains(tokText, "/") {
+		if limited {
+			tooMany()
+			return
+		}
 		s.invalid(w, r, client, cfg, "malformed", http.StatusNotFound)
 		return
 	}
@@ -111,6 +120,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := s.Keys().Decode(tokText)
 	switch {
+	case err != nil && limited:
+		tooMany()
+		return
 	case errors.Is(err, token.ErrForged):
 		log.Warn("unsubscribe link with a token that does not verify", "err", err)
 		s.invalid(w, r, client, cfg, "forged", http.StatusNotFound)
@@ -236,10 +248,12 @@ func (s *Server) unsubscribe(ctx context.Context, w http.ResponseWriter, r *http
 		s.fail(w, log, err)
 		return
 	}
-	if already && prev.Reason == store.Unsubscribe {
+	recorded := false
+	if already && prev.Reason == store.Unsubscribe && prev.Address == c.send.Recipient && prev.Scope == c.send.Scope {
 		// A provider retrying, or a second click: nothing to record.
 		s.stats.Repeated.Add(1)
 	} else {
+		recorded = true
 		if _, err := (rules.Rules{Store: s.Store, Config: cfg}).Unsubscribe(ctx, ev); err != nil {
 			s.fail(w, log, err)
 			return
@@ -251,7 +265,10 @@ func (s *Server) unsubscribe(ctx context.Context, w http.ResponseWriter, r *http
 		Title:   "You are unsubscribed",
 		Message: fmt.Sprintf("%s will get %s.", masked, noMore),
 	}
-	if cfg.HTTP.UndoDays > 0 {
+	// Only what this request did can be undone: an old link posted again
+	// must not give its holder a way to take back an unsubscribe made
+	// long ago.
+	if cfg.HTTP.UndoDays > 0 && recorded {
 		undo := c.tok
 		undo.Kind, undo.Time = token.Resubscribe, ev.At
 		if ut, err := s.Keys().Encode(undo); err == nil {
@@ -280,11 +297,15 @@ func (s *Server) resubscribe(ctx context.Context, w http.ResponseWriter, r *http
 		s.page(w, http.StatusBadRequest, pageData{Title: "Not understood", Message: "Use the button on the page to subscribe again."})
 		return
 	}
-	// Undo only what an unsubscribe did: an entry for a bounce or a
-	// complaint stays.
+	// Undo only what the unsubscribe this link was given for did: its
+	// entry (made when the link was, or later), and not when a bounce or
+	// a complaint has come since (the entry in force keeps its first
+	// reason, so removing it would lift those too).
+	since := c.tok.Time
 	var entry *store.Suppression
 	err := s.Store.Suppressions(ctx, store.Filter{Scope: c.send.Scope, Address: c.send.Recipient, At: s.now()}, func(e store.Suppression) error {
-		if e.Reason == store.Unsubscribe && (e.Stream == "" || e.Stream == c.send.Stream) {
+		if e.Reason == store.Unsubscribe && (e.Stream == "" || e.Stream == c.send.Stream) && e.Address == c.send.Recipient &&
+			!e.Created.Before(since) {
 			entry = &e
 		}
 		return nil
@@ -293,7 +314,21 @@ func (s *Server) resubscribe(ctx context.Context, w http.ResponseWriter, r *http
 		s.fail(w, log, err)
 		return
 	}
-	if entry == nil {
+	later := false
+	if entry != nil {
+		err = s.Store.Events(ctx, store.EventFilter{Scope: c.send.Scope, Address: c.send.Recipient, Since: since,
+			Types: []store.EventType{store.Bounced, store.Complaint}}, func(ev store.Event) error {
+			if ev.Type == store.Complaint || ev.Hard {
+				later = true
+			}
+			return nil
+		})
+		if err != nil {
+			s.fail(w, log, err)
+			return
+		}
+	}
+	if entry == nil || later {
 		s.page(w, http.StatusOK, pageData{Title: "Nothing to undo", Message: fmt.Sprintf("%s is not unsubscribed from %s by a request this link can undo.", masked, c.display)})
 		return
 	}

@@ -294,9 +294,16 @@ func TestUndo(t *testing.T) {
 	if _, ok := w.suppressed("acme", "", "frank@example.com"); ok {
 		t.Fatal("still suppressed after the undo")
 	}
-	// Past undo_days the link is gone.
-	w.oneClick(path)
+	// Unsubscribed again: a new undo link; the same request again (a
+	// provider retrying, an old link posted) gets none.
 	m = undoRE.FindStringSubmatch(w.oneClick(path).body)
+	if m == nil {
+		t.Fatal("no undo link for a new unsubscribe")
+	}
+	if again := undoRE.FindStringSubmatch(w.oneClick(path).body); again != nil {
+		t.Error("a repeated one-click got an undo link")
+	}
+	// Past undo_days the link is gone.
 	w.setClock(t0.Add(8 * 24 * time.Hour))
 	if r := post(m[1]); r.status != http.StatusGone {
 		t.Errorf("an 8-day-old undo link: %d", r.status)
@@ -313,6 +320,21 @@ func TestUndo(t *testing.T) {
 	}
 	if _, ok := w.suppressed("acme", "", "grace@example.com"); !ok {
 		t.Error("an undo link lifted a complaint")
+	}
+	// Nor a hard bounce that came after the unsubscribe (the entry in
+	// force keeps its first reason, unsubscribe).
+	h := w.send("acme", "news", "hugo@example.com")
+	m = undoRE.FindStringSubmatch(w.oneClick(h).body)
+	bounce := store.Event{At: t0.Add(time.Minute), Type: store.Bounced, Scope: "acme", Address: "hugo@example.com", Hard: true, Reason: "userunknown", Source: "test"}
+	if _, err := w.store.Record(context.Background(), bounce, store.Change{Op: store.Suppress, Scope: "acme", Address: "hugo@example.com", Reason: store.HardBounce}); err != nil {
+		t.Fatal(err)
+	}
+	w.setClock(t0.Add(2 * time.Minute))
+	if r := post(m[1]); !strings.Contains(r.body, "Nothing to undo") {
+		t.Errorf("undo over a later hard bounce:\n%s", r.body)
+	}
+	if _, ok := w.suppressed("acme", "", "hugo@example.com"); !ok {
+		t.Error("an undo link lifted a hard bounce")
 	}
 }
 
@@ -335,11 +357,13 @@ func TestRateLimitAndProxies(t *testing.T) {
 	w := newWorld(t, "trusted_proxies = [\"127.0.0.1\"]")
 	w.cfg.HTTP.RatePerMinute = 60
 	path := w.send("acme", "news", "ivy@example.com")
-	// Through the trusted proxy, two clients: each has its own allowance.
-	limited := func(client string) int {
+	bad := "/u/" + strings.Repeat("a", 42)
+	// Through the trusted proxy, two clients: each has its own
+	// allowance (a burst of 20; a bad link costs 10).
+	limited := func(client, p string) int {
 		n := 0
 		for range 40 {
-			req, _ := http.NewRequest("GET", w.ts.URL+path, nil)
+			req, _ := http.NewRequest("GET", w.ts.URL+p, nil)
 			req.Header.Set("X-Forwarded-For", "198.51.100.7, "+client)
 			if w.do(req).status == http.StatusTooManyRequests {
 				n++
@@ -347,15 +371,29 @@ func TestRateLimitAndProxies(t *testing.T) {
 		}
 		return n
 	}
-	if n := limited("203.0.113.1"); n != 20 {
-		t.Errorf("client 1: %d of 40 refused, want 20 (burst 20)", n)
+	if n := limited("203.0.113.1", bad); n != 38 {
+		t.Errorf("client 1: %d of 40 bad links refused, want 38", n)
 	}
-	if n := limited("203.0.113.2"); n != 20 {
-		t.Errorf("client 2: %d of 40 refused, want 20", n)
+	if n := limited("203.0.113.2", bad); n != 38 {
+		t.Errorf("client 2: %d of 40 refused, want 38", n)
+	}
+	// A link that verifies is served whatever the allowance: a mailbox
+	// provider posting its users' one-click requests from one address.
+	if n := limited("203.0.113.1", path); n != 0 {
+		t.Errorf("client 1, its allowance spent: %d of 40 good links refused, want 0", n)
+	}
+	req, _ := http.NewRequest("POST", w.ts.URL+path, strings.NewReader("List-Unsubscribe=One-Click"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-For", "198.51.100.7, 203.0.113.1")
+	if r := w.do(req); r.status != http.StatusOK {
+		t.Errorf("one-click from a client past its allowance: %d", r.status)
+	}
+	if _, ok := w.suppressed("acme", "", "ivy@example.com"); !ok {
+		t.Error("the one-click was not recorded")
 	}
 	// A minute later the allowance is back.
 	w.setClock(t0.Add(time.Minute))
-	if n := limited("203.0.113.1"); n != 20 {
+	if n := limited("203.0.113.1", bad); n != 38 {
 		t.Errorf("client 1 after a minute: %d refused", n)
 	}
 }
