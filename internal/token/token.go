@@ -183,14 +183,16 @@ func (kr *Keyring) Decode(s string) (Token, error) {
 	if len(s) < minLen || len(s) > MaxLen {
 		return Token{}, fmt.Errorf("%w: %d characters, want %d to %d", ErrMalformed, len(s), minLen, MaxLen)
 	}
-	lower := strings.ToLower(s)
-	// Check the alphabet first: encoding/base32 skips '\r' and '\n',
-	// which would let a shorter token through to the slicing below.
-	for i := 0; i < len(lower); i++ {
-		if c := lower[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
-			return Token{}, fmt.Errorf("%w: character %q", ErrMalformed, c)
+	// Check the alphabet first, before any case folding (strings.ToLower
+	// maps the Kelvin sign U+212A to 'k': a second spelling), and because
+	// encoding/base32 skips '\r' and '\n', which would let a shorter
+	// token through to the slicing below.
+	for i := 0; i < len(s); i++ {
+		if c := s[i] | 0x20; !(c >= 'a' && c <= 'z' || s[i] >= '2' && s[i] <= '7') {
+			return Token{}, fmt.Errorf("%w: character %q", ErrMalformed, s[i])
 		}
 	}
+	lower := strings.ToLower(s)
 	b, err := enc.DecodeString(lower)
 	if err != nil {
 		return Token{}, fmt.Errorf("%w: %v", ErrMalformed, err)

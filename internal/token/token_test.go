@@ -59,6 +59,12 @@ func TestRoundTrip(t *testing.T) {
 		if got2, err := kr.Decode(strings.ToUpper(s)); err != nil || got2 != got {
 			t.Errorf("Decode(upper-case) = %+v, %v", got2, err)
 		}
+		// No other spelling: the Kelvin sign lower-cases to 'k'.
+		if i := strings.IndexAny(s, "kK"); i >= 0 {
+			if _, err := kr.Decode(s[:i] + "\u212a" + s[i+1:]); !errors.Is(err, ErrMalformed) {
+				t.Errorf("Decode with a Kelvin sign for 'k': %v, want ErrMalformed", err)
+			}
+		}
 	}
 }
 
