@@ -111,6 +111,7 @@ func TestDecideSuppression(t *testing.T) {
 	f.suppress(t, "globex", "news", "carol@dest.example", store.Unsubscribe, 0)
 	f.suppress(t, "acme", "", "full@dest.example", store.SoftBounce, 30*24*time.Hour)
 	f.suppress(t, "initech", "", "bob@dest.example", store.Complained, 0)
+	f.suppress(t, "acme", "", `"john smith"@dest.example`, store.Unsubscribe, 0)
 	for _, withFilter := range []bool{false, true} {
 		if withFilter {
 			if err := f.policy.Filter.Refresh(ctx, f.store); err != nil {
@@ -134,6 +135,11 @@ func TestDecideSuppression(t *testing.T) {
 			{rcpt("news@initech.example", "bob@dest.example"), "DISCARD recipient complained about earlier mail on 2026-11-02"},
 			// Scope by SASL login, whatever the sender.
 			{&Request{ProtocolState: "RCPT", Sender: "x@other.example", Recipient: "bob@dest.example", SASLUsername: "acme-app"}, "550 5.7.1 recipient unsubscribed on 2026-11-02"},
+			// smtpd sends a quoted local part without its quotes.
+			{rcpt("news@acme.example", "john smith@dest.example"), "550 5.7.1 recipient unsubscribed on 2026-11-02"},
+			{rcpt("news@acme.example", "a b@spamtrap.example"), "550 5.7.1 recipient domain spamtrap.example suppressed by the administrator on 2026-11-02"},
+			// The null sender belongs to no scope, whatever its login.
+			{&Request{ProtocolState: "RCPT", Sender: "", Recipient: "bob@dest.example", SASLUsername: "acme-app"}, "DUNNO"},
 			// Mail of no scope is not checked; other stages are not judged.
 			{rcpt("x@unknown.example", "bob@dest.example"), "DUNNO"},
 			{&Request{ProtocolState: "DATA", Sender: "news@acme.example", Recipient: "bob@dest.example"}, "DUNNO"},
