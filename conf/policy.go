@@ -175,7 +175,6 @@ func defaultPolicy() Policy {
 			RateLimitPatterns: []string{
 				`(?i)rate[ -]?limit`,
 				`(?i)too many (messages|mails|connections|recipients|sessions)`,
-				`(?i)try (again )?later`,
 				`(?i)(temporarily|temporary) (deferred|rate|throttled)`,
 				`(?i)throttl`,
 				`(?i)unexpected volume`,

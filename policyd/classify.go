@@ -42,14 +42,16 @@ func Classify(t *conf.Throttle, r postfixlog.Record) Outcome {
 	if text == "" {
 		text = r.Text
 	}
-	if t.IsBlocklist(text) {
-		return Blocklisted
-	}
 	// RFC 3463 §3.2, §3.3: X.1.* and X.2.* are about one address or
-	// mailbox (over quota, a per-user rate): not the destination's state.
+	// mailbox (over quota, a per-user rate): not the destination's state,
+	// whatever words the reply uses ("User not listed in public Name &
+	// Address Book" is Domino's unknown user, not a blocklist).
 	_, rest, _ := strings.Cut(r.DSN, ".")
 	subject, _, _ := strings.Cut(rest, ".")
 	mailboxLevel := subject == "1" || subject == "2"
+	if !mailboxLevel && t.IsBlocklist(text) {
+		return Blocklisted
+	}
 	switch r.Status {
 	case postfixlog.Deferred:
 		if mailboxLevel {

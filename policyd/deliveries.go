@@ -249,7 +249,10 @@ type failure struct {
 func classifyFailure(o Outcome, r postfixlog.Record) failure {
 	var f failure
 	f.reason, f.hard, f.senderProblem = bouncepipe.ClassifyReply(r.DSN, r.Text)
-	if f.senderProblem {
+	if f.senderProblem || f.hard {
+		// The classifier's own reading wins: a hard, address-level
+		// failure is never turned into the sender's problem by the
+		// throttle's broader patterns.
 		return f
 	}
 	switch o {

@@ -194,6 +194,19 @@ func TestDeliveriesClassify(t *testing.T) {
 		t.Errorf("one soft bounce suppressed the recipient: %+v", e)
 	}
 
+	// Domino's unknown user is a hard bounce of the address, though
+	// its words match a blocklist pattern ("listed in").
+	f.addSend(t, 304, "9A00000304", "gone@dest.example")
+	d.Line(logLine(f, "9A00000304", "gone@dest.example", "5.1.1", "bounced",
+		"host mx.dest.example[192.0.2.25] said: 550 5.1.1 User not listed in public Name & Address Book (in reply to RCPT TO command)"))
+	evs = f.events(t, "gone@dest.example")
+	if types(evs) != "[bounced/log]" || evs[0].Reason != "userunknown" || !evs[0].Hard {
+		t.Errorf("Domino's unknown user: %+v", evs)
+	}
+	if _, ok, _ := f.store.Lookup(ctx, store.Query{Scope: "acme", Address: "gone@dest.example", At: f.clock()}); !ok {
+		t.Error("Domino's unknown user was not suppressed")
+	}
+
 	// A deferral keeps its reason; one that blames the sender is noted
 	// as a sender problem.
 	f.addSend(t, 303, "9A00000303", "later@dest.example")

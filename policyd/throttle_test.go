@@ -187,6 +187,11 @@ func TestClassify(t *testing.T) {
 		{"bounced", "5.7.1", "550 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list", "", Blocklisted},
 		{"deferred", "4.7.1", "451 4.7.1 Client host rejected: 192.0.2.1 is listed on b.barracudacentral.org", "", Blocklisted},
 		{"bounced", "5.1.1", "550 5.1.1 user unknown", "", Neutral},
+		// An unknown user in a blocklist's words (Lotus Domino): the
+		// address, not the sender.
+		{"bounced", "5.1.1", "550 5.1.1 User not listed in public Name & Address Book", "", Neutral},
+		// Greylisting asks to try again later: a tempfail, no rate limit.
+		{"deferred", "4.7.1", "450 4.7.1 <a@dest.example>: Recipient address rejected: Greylisted, please try again later", "", Tempfail},
 	} {
 		r := postfixlog.Record{Status: c.status, DSN: c.dsn, Reply: c.reply, Text: c.text}
 		if got := Classify(th, r); got != c.want {
