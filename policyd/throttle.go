@@ -317,7 +317,12 @@ func (t *Throttler) Restore(ts []store.Throttle) {
 		switch s.State {
 		case store.ThrottleLimited:
 			d.limited, d.rate, d.since, d.reason, d.reply = true, s.Rate, s.Since, s.Reason, s.Reply
+			// Recovery goes on from when the state was saved: a rate
+			// cut days ago must not start climbing again from now.
 			d.lastChange, d.refilled = now, now
+			if !s.Updated.IsZero() && s.Updated.Before(now) {
+				d.lastChange = s.Updated
+			}
 		case store.ThrottleSuspended:
 			if d.suspended == nil {
 				d.suspended = map[string]*suspension{}

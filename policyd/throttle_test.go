@@ -124,6 +124,33 @@ func TestThrottleTempfailResetsRecovery(t *testing.T) {
 	}
 }
 
+// TestThrottleRestoreRecovers: a rate limit saved and restored after a
+// while has recovered for the time that passed meanwhile.
+func TestThrottleRestoreRecovers(t *testing.T) {
+	f := newFixture(t, "")
+	th := f.policy.Throttle
+	now := f.clock()
+	th.Observe("yahoodns.net", "", RateLimited, now, "421 4.7.0 [TSS04] Messages temporarily deferred due to unexpected volume")
+	snap := th.Snapshot()
+	if len(snap) != 1 || snap[0].Rate != 1 {
+		t.Fatalf("snapshot: %+v", snap)
+	}
+	// Restarted 3 minutes later: three increases of 10 are due.
+	f.setNow(now.Add(3 * time.Minute))
+	th2 := NewThrottler(th.Config, f.clock)
+	th2.Restore(snap)
+	if s := th2.Snapshot(); len(s) != 1 || s[0].Rate != 31 {
+		t.Errorf("restored 3 minutes later: %+v, want rate 31", s)
+	}
+	// An hour later it is healthy again (max_rate 60).
+	f.setNow(now.Add(time.Hour))
+	th3 := NewThrottler(th.Config, f.clock)
+	th3.Restore(snap)
+	if s := th3.Snapshot(); len(s) != 0 {
+		t.Errorf("restored an hour later: %+v, want no limit", s)
+	}
+}
+
 // TestThrottleBlocklist: a blocklist reply suspends the scope that got
 // it, at that destination only, and the suspension lapses.
 func TestThrottleBlocklist(t *testing.T) {
