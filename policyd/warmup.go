@@ -175,7 +175,10 @@ func (w *Warmups) Held(dest, scope string, t time.Time) {
 		if wu.Scope != "" && wu.Scope != scope {
 			continue
 		}
-		day, _ := wu.DayOf(t)
+		day, n := wu.DayOf(t)
+		if n < 0 {
+			continue // before the warm-up starts: no schedule day to hold back
+		}
 		w.add(dayKey{wu.Name, dest, day.Unix()}, 0, true)
 	}
 }

@@ -194,3 +194,23 @@ schedule = [2, 4, 6]
 		t.Errorf("a's third recipient of the day passed a cap of 2: %+v", v)
 	}
 }
+
+// TestWarmupHeldBeforeStart: deferrals before a warm-up's start hold no
+// schedule day back, in memory as after a restart.
+func TestWarmupHeldBeforeStart(t *testing.T) {
+	f := newFixture(t, `
+[[warmup]]
+name = "w"
+scope = "acme"
+start = "2026-11-03"
+schedule = [3, 5, 8]
+`)
+	w := &Warmups{Store: f.store, Config: f.cfg.Load, Now: f.clock}
+	wu := &f.cfg.Load().Warmups[0]
+	w.Held("google.com", "acme", time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	w.Held("google.com", "acme", time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC))
+	f.setNow(time.Date(2026, 11, 5, 10, 0, 0, 0, time.UTC)) // schedule day 2
+	if v := w.Admit(wu, "google.com"); !v.OK || v.Cap != 8 || v.Skipped != 0 {
+		t.Errorf("deferrals before the start held the schedule back: %+v, want cap 8", v)
+	}
+}
