@@ -100,10 +100,8 @@ func (s *Server) plan(ctx context.Context, c *session, t *tx) (*plan, *gomilter.
 		if p.stream == nil {
 			return nil, s.tempfail(t, "scope %q or stream %q is gone with a configuration reload", pc.scope, pc.stream)
 		}
-	} else if t.sender != "" {
-		// RFC 5321 §4.5.5: mail with the null sender (bounces, DSNs)
-		// belongs to no scope: no VERP, no List-Unsubscribe.
-		p.scope = cfg.ScopeFor(conf.Envelope{SASLUser: t.authUser, Sender: t.sender, Client: c.client, Daemon: c.daemon})
+	} else {
+		p.scope = c.scopeOf(t)
 	}
 
 	// The author decides the DKIM keys. Mail in a scope must name one
@@ -139,11 +137,21 @@ func (s *Server) plan(ctx context.Context, c *session, t *tx) (*plan, *gomilter.
 	return p, nil
 }
 
+// scopeOf returns the scope an original message belongs to by its
+// envelope, or nil. RFC 5321 §4.5.5: mail with the null sender (bounces,
+// DSNs) belongs to none: no VERP, no List-Unsubscribe.
+func (c *session) scopeOf(t *tx) *conf.Scope {
+	if t.sender == "" {
+		return nil
+	}
+	return t.st.Config.ScopeFor(conf.Envelope{SASLUser: t.authUser, Sender: t.sender, Client: c.client, Daemon: c.daemon})
+}
+
 // leftAsItCame reports whether the milter changes nothing in a message
 // whatever its header holds: it belongs to no scope (or has the null
 // sender), and no signing rule matches its From.
 func (s *Server) leftAsItCame(c *session, t *tx) bool {
-	if t.sender != "" && t.st.Config.ScopeFor(conf.Envelope{SASLUser: t.authUser, Sender: t.sender, Client: c.client, Daemon: c.daemon}) != nil {
+	if c.scopeOf(t) != nil {
 		return false
 	}
 	a, err := parseFrom(t.froms, false)

@@ -51,7 +51,7 @@ type tx struct {
 	fields   fields
 	hdrBytes int
 	tooBig   bool
-	froms    fields // the From fields, kept even when the header is too big to keep
+	froms    fields // once tooBig, the From fields, which the header no longer keeps
 
 	queueID string
 	p       *plan              // nil: pass the message unchanged
@@ -102,16 +102,22 @@ func (c *session) Header(name, value string, m gomilter.Modifier) (*gomilter.Res
 	if t == nil {
 		return gomilter.RespContinue, nil
 	}
-	if strings.EqualFold(name, "From") && len(t.froms) < 10 && len(value) < 4096 {
-		t.froms = append(t.froms, field{name, value})
-	}
 	if t.tooBig {
+		if strings.EqualFold(name, "From") && len(t.froms) < 10 && len(value) < 4096 {
+			t.froms = append(t.froms, field{name, value})
+		}
 		return gomilter.RespContinue, nil
 	}
 	t.hdrBytes += len(name) + len(value) + 3
 	if t.hdrBytes > maxHeaderBytes || len(t.fields) >= maxHeaderFields {
+		// Keep only the From fields, for leftAsItCame.
+		for _, f := range t.fields {
+			if strings.EqualFold(f.name, "From") {
+				t.froms = append(t.froms, f)
+			}
+		}
 		t.tooBig, t.fields = true, nil
-		return gomilter.RespContinue, nil
+		return c.Header(name, value, m)
 	}
 	t.fields = append(t.fields, field{name, value})
 	return gomilter.RespContinue, nil

@@ -104,11 +104,10 @@ func TestSuppressedHeld(t *testing.T) {
 	e.checkSigned(m, "example.com/rsa2026", "example.com/ed2026")
 }
 
-// A message whose recipients Postfix did not name to the milter still
-// leaves signed, with its VERP sender and a token for the message:
-// never dropped or refused as if they were all suppressed. (sendmail -t
-// takes the recipients from the header; Postfix names them to
-// non_smtpd_milters too, which this checks as well.)
+// sendmail -t takes the recipients from the header: Postfix names them
+// to non_smtpd_milters too, so the message leaves signed, with its VERP
+// sender and a token naming its recipient, never taken for a message
+// whose recipients were all suppressed.
 func TestSendmailHeaderRecipients(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	cmd := exec.Command("sendmail", "-C", e.lab.ConfigDir(), "-i", "-t", "-f", "news@example.com")

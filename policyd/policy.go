@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -68,7 +67,7 @@ func (p *Policy) Decide(ctx context.Context, req *Request) string {
 	}
 	p.count(func(s *Stats) *atomic.Int64 { return &s.Requests })
 	cfg := p.Config()
-	rcpt, err := normalizeInternal(req.Recipient, addr.Options{CaseSensitiveLocal: cfg.Addresses.CaseSensitiveLocal})
+	rcpt, err := addr.NormalizeInternal(req.Recipient, addr.Options{CaseSensitiveLocal: cfg.Addresses.CaseSensitiveLocal})
 	if err != nil {
 		return dunno // smtpd's own checks deal with broken addresses
 	}
@@ -145,24 +144,6 @@ func (p *Policy) paused(cfg *conf.Config, sc *conf.Scope, req *Request) (string,
 	p.Log.Info("deferred: scope paused", "queue_id", req.QueueID, "instance", req.Instance, "scope", sc.Name,
 		"stream", st.Name, "reason", pause.Cause.Reason, "since", pause.Since.UTC().Format(time.RFC3339))
 	return deferIfPermit + PausedText(pause), true
-}
-
-// normalizeInternal normalises an address as smtpd sends it to a policy
-// server: in Postfix's internal form, with the quotes of a quoted local
-// part taken off ("john smith"@example.com arrives as john
-// smith@example.com). Such a local part is quoted again, as the
-// milter and the store see it.
-func normalizeInternal(a string, o addr.Options) (string, error) {
-	n, err := addr.Normalize(a, o)
-	if err == nil {
-		return n, nil
-	}
-	i := strings.LastIndexByte(a, '@')
-	if i <= 0 {
-		return "", err
-	}
-	local := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a[:i])
-	return addr.Normalize(`"`+local+`"`+a[i:], o)
 }
 
 // suppression checks the recipient against the scope's suppression list.

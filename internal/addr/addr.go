@@ -78,6 +78,22 @@ func Normalize(s string, o Options) (string, error) {
 	return a, nil
 }
 
+// NormalizeInternal is Normalize for an address in Postfix's internal
+// form, as smtpd hands it to a policy server: a local part that needs
+// quotes comes without them ("john smith"@example.com arrives as john
+// smith@example.com), and is quoted again here.
+func NormalizeInternal(s string, o Options) (string, error) {
+	a, err := Normalize(s, o)
+	if err == nil {
+		return a, nil
+	}
+	i := strings.LastIndexByte(s, '@')
+	if i <= 0 {
+		return "", err
+	}
+	return Normalize(quote(s[:i])+s[i:], o)
+}
+
 // NormalizePattern accepts what Normalize accepts plus the domain-wide
 // form "*@example.com", which it returns with the domain normalised.
 func NormalizePattern(s string, o Options) (string, error) {

@@ -107,6 +107,29 @@ func TestDomainLocal(t *testing.T) {
 	}
 }
 
+// TestNormalizeInternal: Postfix's internal form takes the quotes off a
+// local part that needs them; the address normalises as its quoted form.
+func TestNormalizeInternal(t *testing.T) {
+	for in, want := range map[string]string{
+		"John@Example.com":         "john@example.com",
+		"john smith@example.com":   `"john smith"@example.com`,
+		`a"b@example.com`:          `"a\"b"@example.com`,
+		"a@b@example.com":          `"a@b"@example.com`,
+		`"john smith"@example.com`: `"john smith"@example.com`,
+	} {
+		got, err := NormalizeInternal(in, Options{})
+		if err != nil || got != want {
+			t.Errorf("NormalizeInternal(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		if q, err := Normalize(want, Options{}); err != nil || q != got {
+			t.Errorf("%q and its quoted form %q normalise apart: %q, %v", in, want, q, err)
+		}
+	}
+	if _, err := NormalizeInternal("nodomain", Options{}); err == nil {
+		t.Error("an address without a domain was accepted")
+	}
+}
+
 // FuzzNormalize checks that no input panics, that a normalised address is
 // a fixed point, and that it respects the RFC 5321 length limits.
 func FuzzNormalize(f *testing.F) {

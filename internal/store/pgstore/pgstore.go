@@ -288,15 +288,20 @@ func (d *DB) write(ctx context.Context, f func(tx pgx.Tx) error) error {
 			tx.Rollback(context.WithoutCancel(ctx))
 			return err
 		}
-		if err := tx.Commit(ctx); err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) || errors.Is(err, pgx.ErrTxCommitRollback) || pgconn.SafeToRetry(err) {
-				return err // the server refused it: nothing was made
-			}
-			return errAmbiguous{err}
-		}
-		return nil
+		return afterCommit(tx.Commit(ctx))
 	})
+}
+
+// afterCommit classifies the error of work that may have committed: as it
+// is when the server refused it or it was never sent (nothing was made,
+// so it may run again), else as errAmbiguous (it may have been made).
+func afterCommit(err error) error {
+	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
+	if err == nil || errors.As(err, &pe) || errors.As(err, &ce) || errors.Is(err, pgx.ErrTxCommitRollback) || pgconn.SafeToRetry(err) {
+		return err
+	}
+	return errAmbiguous{err}
 }
 
 // fail wraps an error with what failed, unless it is one of the store's

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/senderkit/senderkit/internal/addr"
 	"github.com/senderkit/senderkit/internal/store"
@@ -239,19 +238,11 @@ func (d *DB) appendEvent(ctx context.Context, ev store.Event, ch store.Change, n
 			err = cerr
 		}
 		res.Changed = ended > 0
-		var pe *pgconn.PgError
-		var ce *pgconn.ConnectError
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
+		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: event key %q", store.ErrDuplicate, ev.Key)
-		case err == nil, errors.As(err, &pe), errors.As(err, &ce), pgconn.SafeToRetry(err):
-			// Done; or refused by the server, or never sent: nothing
-			// was made.
-			return err
 		}
-		// The connection failed once the pipeline, and its commit, may
-		// have reached the server.
-		return errAmbiguous{err}
+		// The pipeline ends in its implicit commit.
+		return afterCommit(err)
 	})
 	return res, err
 }
