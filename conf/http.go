@@ -26,9 +26,11 @@ type HTTP struct {
 	// whose X-Forwarded-For names the real client (used for the rate
 	// limit and the log). Default none: the peer address is the client.
 	TrustedProxies []string `toml:"trusted_proxies"`
-	// RatePerMinute is how many requests one client may make a minute
-	// before it is answered 429; mailbox providers' one-click POSTs come
-	// from many addresses, people make a few. Default 60.
+	// RatePerMinute is the allowance of one client (an IPv4 address, or
+	// an IPv6 /64) a minute: once it is spent, requests with a link that
+	// does not verify are answered 429, and a bad link costs ten. A link
+	// that verifies is always served: mailbox providers post many users'
+	// one-click requests from few addresses. Default 60.
 	RatePerMinute int `toml:"rate_per_minute"`
 	// UndoDays is how long the "I did not mean to" link on the page
 	// shown after an unsubscribe stays valid. Default 7.

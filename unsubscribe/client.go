@@ -43,7 +43,11 @@ func clientAddr(r *http.Request, h *conf.HTTP) netip.Addr {
 	return peer
 }
 
-// limiter is a token bucket per client address.
+// limiter is a token bucket per client: an IPv4 address, or an IPv6
+// /64. One IPv6 host usually holds a whole /64 (RFC 4291 §2.5.1 interface
+// identifiers, SLAAC privacy addresses), so a client guessing links from
+// ever new addresses of its /64 must share one allowance, and cannot make
+// a bucket for each.
 type limiter struct {
 	mu      sync.Mutex
 	buckets map[netip.Addr]*bucket
@@ -66,6 +70,7 @@ func (l *limiter) allow(a netip.Addr, perMinute int, now time.Time, cost float64
 		l.buckets = map[netip.Addr]*bucket{}
 	}
 	size := float64(max(burst, perMinute/4))
+	a = limitKey(a)
 	b, ok := l.buckets[a]
 	if !ok {
 		b = &bucket{tokens: size, last: now}
@@ -89,4 +94,18 @@ func (l *limiter) allow(a netip.Addr, perMinute int, now time.Time, cost float64
 	}
 	b.tokens -= cost
 	return true
+}
+
+// limitKey returns the client a is counted as: itself when IPv4, its /64
+// when IPv6.
+func limitKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if !a.Is6() {
+		return a
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return a
+	}
+	return p.Addr()
 }

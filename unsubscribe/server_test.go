@@ -396,6 +396,22 @@ func TestRateLimitAndProxies(t *testing.T) {
 	if n := limited("203.0.113.1", bad); n != 38 {
 		t.Errorf("client 1 after a minute: %d refused", n)
 	}
+	// An IPv6 client is its /64: a new address of the same /64 for each
+	// bad link shares one allowance; another /64 has its own.
+	n := 0
+	for i := range 40 {
+		req, _ := http.NewRequest("GET", w.ts.URL+bad, nil)
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("2001:db8:1:2:%x::1", i+1))
+		if w.do(req).status == http.StatusTooManyRequests {
+			n++
+		}
+	}
+	if n != 38 {
+		t.Errorf("40 addresses of one IPv6 /64: %d of 40 bad links refused, want 38", n)
+	}
+	if n := limited("2001:db8:1:3::1", bad); n != 38 {
+		t.Errorf("another /64: %d of 40 refused, want 38", n)
+	}
 }
 
 func TestConcurrentRequests(t *testing.T) {
