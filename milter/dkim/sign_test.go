@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -148,5 +149,48 @@ func TestKeysAndRecords(t *testing.T) {
 	}
 	if _, err := ParsePrivateKey([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")); err == nil {
 		t.Error("a broken PEM key was accepted")
+	}
+}
+
+// countingKey counts the signatures it makes.
+type countingKey struct {
+	crypto.Signer
+	n *int
+}
+
+func (k countingKey) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	*k.n++
+	return k.Signer.Sign(rand, digest, opts)
+}
+
+// An aborted message costs no signature; a finished one costs one per key.
+func TestAbortSignsNothing(t *testing.T) {
+	key, err := GenerateKey("ed25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, finish := range []bool{false, true} {
+		n := 0
+		choices := []Choice{{Domain: "example.com", Selector: "e", Key: countingKey{key, &n}}}
+		header := "From: bob@example.com\r\nSubject: x\r\n\r\n"
+		sg, err := Start(choices, HeaderKeys([]string{"From", "Subject"}), []byte(header))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sg.Write([]byte("body\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if finish {
+			if _, err := sg.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			want = 1
+		} else {
+			sg.Abort()
+		}
+		if n != want {
+			t.Errorf("finish=%v: %d signatures made, want %d", finish, n, want)
+		}
 	}
 }
