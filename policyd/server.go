@@ -78,6 +78,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		mu.Lock()
 		conns[c] = true
+		if ctx.Err() != nil {
+			// Accepted as ctx ended, perhaps after the AfterFunc closed
+			// the others: closed here, or it would hold Serve for its
+			// idle timeout.
+			c.Close()
+		}
 		mu.Unlock()
 		wg.Go(func() {
 			defer func() {
