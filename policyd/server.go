@@ -2,6 +2,7 @@ package policyd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -107,6 +108,12 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	var req Request
 	for {
 		lim = s.Limits()
+		if lim.MaxLine+1 > r.Size() {
+			// max_line_length was raised by a reload: a larger buffer,
+			// which starts with what the old one holds.
+			held, _ := r.Peek(r.Buffered())
+			r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(held)), c), lim.MaxLine+1)
+		}
 		c.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 		if _, err := r.Peek(1); err != nil {
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {

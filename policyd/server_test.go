@@ -181,3 +181,48 @@ func TestIdleAndConnectionLimit(t *testing.T) {
 	}
 	closedWithoutAnswer(t, "idle", a.c)
 }
+
+// TestMaxLineRaisedByReload: a reload that raises max_line_length
+// applies to connections already open, and a request the client sent
+// before the answer to the previous one (held in the old buffer) is
+// still read whole.
+func TestMaxLineRaisedByReload(t *testing.T) {
+	f := newFixture(t, "")
+	var mu sync.Mutex
+	lim := abuseLimits
+	lim.MaxLine = 512
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{Decider: f.policy, Limits: func() ServerLimits { mu.Lock(); defer mu.Unlock(); return lim }, Log: slog.New(slog.DiscardHandler)}
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	c := dial(t, ln.Addr().String())
+	if got, err := c.ask("news@acme.example", "x@dest.example"); err != nil || got != "DUNNO" {
+		t.Fatalf("first request: %q %v", got, err)
+	}
+	mu.Lock()
+	lim.MaxLine = 4096
+	mu.Unlock()
+	// Two requests at once; the first's answer is read only after both
+	// are sent, so the second may wait in the server's buffer.
+	long := strings.Repeat("a", 1000) + "@dest.example"
+	req := strings.Replace(postfixRequest, "recipient=Bob@Dest.Example", "recipient="+long, 1)
+	if _, err := io.WriteString(c.c, postfixRequest+req); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"pipelined short request", "1 KB recipient after the raise"} {
+		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := c.r.ReadString('\n')
+		if err == nil {
+			_, err = c.r.ReadString('\n')
+		}
+		if err != nil || !strings.HasPrefix(line, "action=") {
+			t.Fatalf("request %d (%s): %q %v", i+1, name, line, err)
+		}
+	}
+}
